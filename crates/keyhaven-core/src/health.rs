@@ -1,0 +1,51 @@
+//! What the reconciler last observed of a service's valkey-server. It is written to the
+//! store after every observation, so GET requests can show live replication health without
+//! ever talking to a valkey-server themselves.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// When this observation was made (µs since the epoch); 0 means "never observed".
+    pub observed_at: i64,
+    /// The node answered an authenticated PING.
+    pub answered: bool,
+    /// Role Valkey reports (`master` / `slave`), as opposed to the role Keyhaven wants.
+    pub valkey_role: Option<String>,
+    /// `master_repl_offset` on a primary, `slave_repl_offset` on a replica.
+    pub repl_offset: Option<i64>,
+    /// Replica only: `master_link_status` is `up`.
+    pub link_up: Option<bool>,
+    /// Replica only: seconds since the primary last sent anything.
+    pub last_io_seconds_ago: Option<i64>,
+    /// Replica only: seconds the link has been down, when it is.
+    pub link_down_since_seconds: Option<i64>,
+    /// Replica only: a full sync is running.
+    pub sync_in_progress: bool,
+    /// Replica only: bytes of the snapshot received so far in the running sync.
+    pub sync_read_bytes: Option<i64>,
+    /// Replica only: total bytes of the running sync, or an estimate from the primary's
+    /// dataset size when Valkey does not know it (diskless sync).
+    pub sync_total_bytes: Option<i64>,
+    /// Replica only: the primary's offset minus this replica's, read in that order.
+    pub bytes_behind: Option<i64>,
+    /// Replica only: the replica has completed a sync and caught up with its primary at
+    /// least once since it was (re)attached; it then serves reads.
+    pub current: bool,
+    /// Primary only: replicas the primary reports as `online`.
+    pub online_replicas: Option<i64>,
+    /// Why the node could not be observed or started, in words.
+    pub error: Option<String>,
+}
+
+impl NodeHealth {
+    /// Sync progress in percent, when a sync is running and its size is known or estimated.
+    pub fn sync_progress_percent(&self) -> Option<u8> {
+        if !self.sync_in_progress {
+            return None;
+        }
+        let read = self.sync_read_bytes.unwrap_or(0).max(0) as f64;
+        let total = self.sync_total_bytes.filter(|t| *t > 0)? as f64;
+        Some(((read / total) * 100.0).clamp(0.0, 99.0) as u8)
+    }
+}

@@ -1,0 +1,258 @@
+//! Services: the desired state of each valkey-server (spec, credentials, role and its
+//! generation) beside its last observed state.
+
+use crate::{Result, StoreError, Tx};
+use keyhaven_core::{NodeHealth, Role, ServiceState};
+use rusqlite::{OptionalExtension, Row, params};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone)]
+pub struct ServiceRow {
+    /// Stable id; the node's directory is keyed by it, so a name is free again at once.
+    pub id: String,
+    pub project: String,
+    pub name: String,
+    pub service_type: String,
+    pub plan: String,
+    pub cloud: String,
+    pub user_config: serde_json::Value,
+    pub termination_protection: bool,
+    pub port: u16,
+    /// Password of the service user (`default`) that clients use.
+    pub service_password: String,
+    /// Password of Keyhaven's own admin user on the node.
+    pub admin_password: String,
+    /// Password of the replication user that this node's replicas authenticate with.
+    pub repl_password: String,
+    /// Desired role and its generation: a role is only ever replaced by a newer one.
+    pub role: Role,
+    pub generation: i64,
+    /// Last observed state and health.
+    pub state: ServiceState,
+    pub health: NodeHealth,
+    /// Set when a replica was promoted while its primary was down: the bytes it may lack.
+    pub lost_bytes_estimate: Option<i64>,
+    pub create_time: i64,
+    pub update_time: i64,
+}
+
+/// What a create inserts; the rest is derived.
+#[derive(Debug, Clone)]
+pub struct NewService {
+    pub id: String,
+    pub project: String,
+    pub name: String,
+    pub service_type: String,
+    pub plan: String,
+    pub cloud: String,
+    pub user_config: serde_json::Value,
+    pub termination_protection: bool,
+    pub port: u16,
+    pub service_password: String,
+    pub admin_password: String,
+    pub repl_password: String,
+    pub role: Role,
+}
+
+/// A deleted service whose process and port are not released yet.
+#[derive(Debug, Clone)]
+pub struct RetiredNode {
+    pub service_id: String,
+    pub port: u16,
+}
+
+const COLS: &str = "id, project, name, service_type, plan, cloud, user_config, \
+    termination_protection, port, service_password, admin_password, repl_password, role, \
+    generation, state, health, lost_bytes_estimate, create_time, update_time";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
+    let user_config: String = r.get(6)?;
+    let role: String = r.get(12)?;
+    let state: String = r.get(14)?;
+    let health: String = r.get(15)?;
+    let corrupt = |what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("bad {what}").into(),
+        )
+    };
+    Ok(ServiceRow {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        name: r.get(2)?,
+        service_type: r.get(3)?,
+        plan: r.get(4)?,
+        cloud: r.get(5)?,
+        user_config: serde_json::from_str(&user_config).map_err(|_| corrupt("user_config"))?,
+        termination_protection: r.get(7)?,
+        port: r.get(8)?,
+        service_password: r.get(9)?,
+        admin_password: r.get(10)?,
+        repl_password: r.get(11)?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
+        generation: r.get(13)?,
+        state: ServiceState::parse(&state).ok_or_else(|| corrupt("state"))?,
+        health: serde_json::from_str(&health).map_err(|_| corrupt("health"))?,
+        lost_bytes_estimate: r.get(16)?,
+        create_time: r.get(17)?,
+        update_time: r.get(18)?,
+    })
+}
+
+impl Tx<'_> {
+    /// Inserts a new service: state REBUILDING, generation 1.
+    pub fn service_insert(&self, s: &NewService, now: i64) -> Result<ServiceRow> {
+        self.tx.execute(
+            &format!("INSERT INTO services ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1, ?14, ?15, NULL, ?16, ?16)"),
+            params![
+                s.id,
+                s.project,
+                s.name,
+                s.service_type,
+                s.plan,
+                s.cloud,
+                s.user_config.to_string(),
+                s.termination_protection,
+                s.port,
+                s.service_password,
+                s.admin_password,
+                s.repl_password,
+                s.role.as_str(),
+                ServiceState::Rebuilding.as_str(),
+                serde_json::to_string(&NodeHealth::default()).expect("health serializes"),
+                now,
+            ],
+        )?;
+        self.service_by_id(&s.id)?
+            .ok_or_else(|| StoreError::Corrupt("inserted service vanished".into()))
+    }
+
+    pub fn service_by_name(&self, project: &str, name: &str) -> Result<Option<ServiceRow>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {COLS} FROM services WHERE project = ?1 AND name = ?2"),
+                params![project, name],
+                from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn service_by_id(&self, id: &str) -> Result<Option<ServiceRow>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {COLS} FROM services WHERE id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()?)
+    }
+
+    /// Services of a project, by name.
+    pub fn services_of_project(&self, project: &str) -> Result<Vec<ServiceRow>> {
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT {COLS} FROM services WHERE project = ?1 ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([project], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every service of every project (the reconciler's view).
+    pub fn services_all(&self) -> Result<Vec<ServiceRow>> {
+        let mut stmt = self
+            .tx
+            .prepare(&format!("SELECT {COLS} FROM services ORDER BY create_time"))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn service_count(&self, project: &str) -> Result<usize> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM services WHERE project = ?1",
+            [project],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
+    }
+
+    /// Ports held by services and by retired nodes not yet released.
+    pub fn ports_in_use(&self) -> Result<BTreeSet<u16>> {
+        let mut stmt = self
+            .tx
+            .prepare("SELECT port FROM services UNION SELECT port FROM retired_nodes")?;
+        let rows = stmt.query_map([], |r| r.get::<_, u16>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records what was observed of a service's node.
+    pub fn service_set_observed(
+        &self,
+        id: &str,
+        state: ServiceState,
+        health: &NodeHealth,
+        now: i64,
+    ) -> Result<()> {
+        let health = serde_json::to_string(health).expect("health serializes");
+        // update_time moves only when the state changes, as Aiven's does.
+        self.tx.execute(
+            "UPDATE services SET update_time = CASE WHEN state = ?2 THEN update_time ELSE ?4 END,
+                 state = ?2, health = ?3 WHERE id = ?1",
+            params![id, state.as_str(), health, now],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a new desired role; the generation goes up by one. Returns the new generation.
+    pub fn service_set_role(&self, id: &str, role: Role, now: i64) -> Result<i64> {
+        self.tx.execute(
+            "UPDATE services SET role = ?2, generation = generation + 1, update_time = ?3 WHERE id = ?1",
+            params![id, role.as_str(), now],
+        )?;
+        Ok(self
+            .tx
+            .query_row("SELECT generation FROM services WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?)
+    }
+
+    pub fn service_set_lost_bytes(&self, id: &str, lost: Option<i64>) -> Result<()> {
+        self.tx.execute(
+            "UPDATE services SET lost_bytes_estimate = ?2 WHERE id = ?1",
+            params![id, lost],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a service and records its node as retired, in the same transaction, so
+    /// the reconciler releases the process and port later.
+    pub fn service_delete(&self, id: &str, now: i64) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR REPLACE INTO retired_nodes (service_id, port, retire_time)
+             SELECT id, port, ?2 FROM services WHERE id = ?1",
+            params![id, now],
+        )?;
+        self.tx.execute("DELETE FROM services WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    pub fn retired_nodes(&self) -> Result<Vec<RetiredNode>> {
+        let mut stmt = self
+            .tx
+            .prepare("SELECT service_id, port FROM retired_nodes ORDER BY retire_time")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RetiredNode {
+                service_id: r.get(0)?,
+                port: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The node of a deleted service is gone and its port free again.
+    pub fn retired_node_released(&self, service_id: &str) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM retired_nodes WHERE service_id = ?1", [service_id])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! Users, their tokens and their project memberships.
+
+use crate::{Result, Tx};
+use rusqlite::{OptionalExtension, Row, params};
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub real_name: String,
+    /// argon2 PHC string; `None` for users who only ever use tokens.
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub create_time: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub token_prefix: String,
+    pub user_id: i64,
+    pub description: String,
+    pub create_time: i64,
+}
+
+const USER_COLS: &str = "id, email, real_name, password_hash, is_admin, create_time";
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        real_name: r.get(2)?,
+        password_hash: r.get(3)?,
+        is_admin: r.get(4)?,
+        create_time: r.get(5)?,
+    })
+}
+
+impl Tx<'_> {
+    pub fn user_insert(
+        &self,
+        email: &str,
+        real_name: &str,
+        password_hash: Option<&str>,
+        is_admin: bool,
+        now: i64,
+    ) -> Result<UserRow> {
+        self.tx.execute(
+            "INSERT INTO users (email, real_name, password_hash, is_admin, create_time)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![email, real_name, password_hash, is_admin, now],
+        )?;
+        Ok(UserRow {
+            id: self.tx.last_insert_rowid(),
+            email: email.into(),
+            real_name: real_name.into(),
+            password_hash: password_hash.map(Into::into),
+            is_admin,
+            create_time: now,
+        })
+    }
+
+    pub fn user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {USER_COLS} FROM users WHERE email = ?1"),
+                [email],
+                user_from_row,
+            )
+            .optional()?)
+    }
+
+    /// The user a token (given as its SHA-256 hex) belongs to.
+    pub fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRow>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!(
+                    "SELECT {} FROM users u JOIN tokens t ON t.user_id = u.id WHERE t.token_hash = ?1",
+                    USER_COLS
+                        .split(", ")
+                        .map(|c| format!("u.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                [token_hash],
+                user_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn token_insert(
+        &self,
+        token_hash: &str,
+        token_prefix: &str,
+        user_id: i64,
+        description: &str,
+        now: i64,
+    ) -> Result<TokenRow> {
+        self.tx.execute(
+            "INSERT INTO tokens (token_hash, token_prefix, user_id, description, create_time)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_hash, token_prefix, user_id, description, now],
+        )?;
+        Ok(TokenRow {
+            token_prefix: token_prefix.into(),
+            user_id,
+            description: description.into(),
+            create_time: now,
+        })
+    }
+
+    /// Deletes a token of `user_id`; false when it was not theirs or did not exist.
+    pub fn token_delete(&self, token_hash: &str, user_id: i64) -> Result<bool> {
+        Ok(self.tx.execute(
+            "DELETE FROM tokens WHERE token_hash = ?1 AND user_id = ?2",
+            params![token_hash, user_id],
+        )? == 1)
+    }
+
+    pub fn membership_insert(&self, project: &str, user_id: i64, member_type: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR IGNORE INTO memberships (project, user_id, member_type) VALUES (?1, ?2, ?3)",
+            params![project, user_id, member_type],
+        )?;
+        Ok(())
+    }
+
+    pub fn is_member(&self, project: &str, user_id: i64) -> Result<bool> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM memberships WHERE project = ?1 AND user_id = ?2",
+                params![project, user_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}
