@@ -1,1 +1,96 @@
-//! placeholder
+//! Keyhaven's application layer: the operations behind every API call (identity, projects,
+//! services, integrations, promotion) and the reconciler that drives valkey-server nodes
+//! towards the desired state. It knows nothing of HTTP: operations take plain arguments
+//! and return rows or an [`AppError`], which the server maps to status codes in one place.
+//!
+//! Request handlers here only read and write the store, then wake the reconciler; the one
+//! exception is promotion, a bounded, explicit procedure that talks to both nodes
+//! (see `promotion.rs`).
+
+mod error;
+pub mod identity;
+pub mod integration;
+pub mod project;
+mod promotion;
+pub mod reconciler;
+mod secret;
+pub mod service;
+mod spec;
+
+pub use error::AppError;
+pub use identity::Caller;
+
+use keyhaven_core::Cloud;
+use keyhaven_runtime::Runtime;
+use keyhaven_store::Store;
+use std::collections::HashSet;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Settings of the control plane, from the server's command line.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Ports handed to valkey-servers, one per service.
+    pub valkey_ports: RangeInclusive<u16>,
+    /// Address valkey-servers bind; Keyhaven probes ports on it before handing them out.
+    pub valkey_bind: String,
+    pub max_services_per_project: usize,
+    /// Longest write pause on a primary while its replica is promoted.
+    pub promotion_pause_ms: u64,
+    pub clouds: Vec<Cloud>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            valkey_ports: 16000..=16999,
+            valkey_bind: "127.0.0.1".into(),
+            max_services_per_project: keyhaven_core::limits::DEFAULT_MAX_SERVICES_PER_PROJECT,
+            promotion_pause_ms: keyhaven_core::limits::DEFAULT_PROMOTION_PAUSE_MS,
+            clouds: vec![Cloud::local()],
+        }
+    }
+}
+
+/// The application: shared by every request handler and the reconciler.
+pub struct App {
+    pub store: Store,
+    pub runtime: Arc<dyn Runtime>,
+    pub config: ControlConfig,
+    /// Wakes the reconciler (after a change, or when a node exits).
+    pub wake: Arc<Notify>,
+    /// Links whose promotion runs in this process right now; the reconciler leaves those
+    /// nodes alone and only rolls forward promotions nobody is running.
+    promotions_in_flight: Mutex<HashSet<String>>,
+}
+
+impl App {
+    pub fn new(
+        store: Store,
+        runtime: Arc<dyn Runtime>,
+        config: ControlConfig,
+        wake: Arc<Notify>,
+    ) -> Arc<App> {
+        Arc::new(App {
+            store,
+            runtime,
+            config,
+            wake,
+            promotions_in_flight: Mutex::default(),
+        })
+    }
+
+    pub fn cloud(&self, name: &str) -> Option<&Cloud> {
+        self.config.clouds.iter().find(|c| c.name == name)
+    }
+
+    pub fn default_cloud(&self) -> &Cloud {
+        &self.config.clouds[0]
+    }
+
+    /// Host that clients use to reach services.
+    pub fn service_host(&self) -> &str {
+        self.runtime.host()
+    }
+}

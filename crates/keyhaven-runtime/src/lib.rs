@@ -1,1 +1,99 @@
-//! placeholder
+//! Runs valkey-server nodes. The control plane says *what* a node must be (a [`NodeSpec`]);
+//! a [`Runtime`] makes it so, idempotently, and never decides policy. The local process
+//! runtime ([`local::LocalRuntime`]) is the embedded default; a Kubernetes runtime (a
+//! StatefulSet per service) would implement the same trait.
+//!
+//! Every node is reached for administration through [`admin::Admin`], a plain Valkey
+//! connection as Keyhaven's internal admin user, whatever runtime runs it.
+
+pub mod admin;
+pub mod config;
+pub mod info;
+pub mod local;
+mod proc;
+
+use async_trait::async_trait;
+use keyhaven_core::Role;
+use thiserror::Error;
+
+/// Name of Keyhaven's own user on every node (full rights, separate credentials).
+pub const ADMIN_USER: &str = "keyhaven-admin";
+/// Name of the user a replica authenticates to its primary with (replication only).
+pub const REPL_USER: &str = "keyhaven-repl";
+/// Name of the user clients get; Aiven calls it `default`.
+pub const SERVICE_USER: &str = "default";
+
+/// Everything a runtime needs to run one service's valkey-server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// The service id: stable for the node's life, keys its directory.
+    pub id: String,
+    /// `project/service`, for logs only.
+    pub label: String,
+    pub port: u16,
+    pub role: Role,
+    /// Generation of `role`; a runtime never applies an older generation than it has.
+    pub generation: i64,
+    /// Where a replica replicates from; `None` for a primary.
+    pub source: Option<SourceEndpoint>,
+    pub service_password: String,
+    pub admin_password: String,
+    /// Password of this node's replication user (its replicas use it).
+    pub repl_password: String,
+    pub maxmemory_bytes: u64,
+    pub maxmemory_policy: String,
+}
+
+/// The primary a replica follows, and the credentials of its replication user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub repl_password: String,
+}
+
+/// What `ensure` found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ensured {
+    /// The node's process runs (adopted, already running, or just started).
+    Running { pid: u32, just_started: bool },
+    /// The node died recently and is waiting out its restart backoff.
+    BackingOff { last_exit: String },
+}
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error(
+        "refusing generation {wanted} of node {id}: generation {applied} was applied already"
+    )]
+    StaleGeneration { id: String, wanted: i64, applied: i64 },
+    #[error("could not start valkey-server for {label}: {reason}")]
+    Start { label: String, reason: String },
+    #[error("valkey-server of {label} did not accept the change: {reason}")]
+    Apply { label: String, reason: String },
+    #[error("node {id}: {source}")]
+    Io {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// Makes the node exist and run as `spec` says: writes its configuration, adopts or
+    /// starts its process, and applies a newer role to a running node. Idempotent.
+    async fn ensure(&self, spec: &NodeSpec) -> Result<Ensured, RuntimeError>;
+
+    /// Writes the node's configuration for `spec` without touching its running process,
+    /// so that a restart of the node comes up in `spec`'s role. A promotion stages the
+    /// primary role before it detaches the node, so a node that crashes mid-promotion never
+    /// comes back following its old primary.
+    async fn stage(&self, spec: &NodeSpec) -> Result<(), RuntimeError>;
+
+    /// Stops the node and deletes its data. Idempotent: a node that is gone is fine.
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+
+    /// Host clients and replicas use to reach nodes of this runtime.
+    fn host(&self) -> &str;
+}

@@ -1,0 +1,78 @@
+//! Projects: list, get, create and invite.
+
+use crate::identity::visible_project;
+use crate::{App, AppError, Caller};
+use keyhaven_core::time::now_micros;
+use keyhaven_core::validate_name;
+use keyhaven_store::ProjectRow;
+
+impl App {
+    /// `POST /v1/project`: creates a project; the caller becomes its admin member.
+    pub fn project_create(
+        &self,
+        caller: &Caller,
+        name: &str,
+        cloud: Option<&str>,
+    ) -> Result<ProjectRow, AppError> {
+        validate_name("project", name).map_err(|e| AppError::invalid("invalid_name", e.to_string()))?;
+        let cloud = self.resolve_cloud(cloud, None)?;
+        let now = now_micros();
+        self.store.write(|tx| {
+            if tx.project_get(name)?.is_some() {
+                return Err(AppError::conflict(
+                    "project_exists",
+                    format!("Project '{name}' already exists"),
+                ));
+            }
+            let row = tx.project_insert(name, &cloud, now)?;
+            tx.membership_insert(name, caller.user.id, "admin")?;
+            Ok(row)
+        })
+    }
+
+    /// `POST /v1/project/P/invite`: adds an existing user as a member at once.
+    pub fn project_invite(
+        &self,
+        caller: &Caller,
+        project: &str,
+        email: &str,
+        member_type: &str,
+    ) -> Result<(), AppError> {
+        self.store.write(|tx| {
+            visible_project(tx, caller, project)?;
+            let user = tx.user_by_email(email)?.ok_or_else(|| {
+                AppError::not_found("user_not_found", format!("User '{email}' does not exist"))
+            })?;
+            tx.membership_insert(project, user.id, member_type)?;
+            Ok(())
+        })
+    }
+
+    /// A cloud name as given, or the project's default when none was given; unknown names
+    /// are refused naming the valid ones.
+    pub(crate) fn resolve_cloud(
+        &self,
+        cloud: Option<&str>,
+        project_default: Option<&str>,
+    ) -> Result<String, AppError> {
+        match cloud {
+            None | Some("") => Ok(project_default
+                .unwrap_or(&self.default_cloud().name)
+                .to_string()),
+            Some(c) if self.cloud(c).is_some() => Ok(c.to_string()),
+            Some(c) => Err(AppError::invalid(
+                "unknown_cloud",
+                format!(
+                    "Unknown cloud '{}'; valid clouds: {}",
+                    c.chars().take(64).collect::<String>(),
+                    self.config
+                        .clouds
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The reconciler: compares the desired state in the store with what runs, drives the
+//! runtime to close the gap, and writes what it observed back to the store.
+//!
+//! It takes no input from requests: it is woken (after a change, or when a node exits)
+//! and also runs on a timer, faster while some service is still being built. Each
+//! activation is idempotent and returns a [`Report`] an operator can read in the logs.
+//!
+//! One activation:
+//! 1. releases retired nodes (deleted services): stop the process, free the port;
+//! 2. rolls forward promotions left `promoting` by a crash;
+//! 3. ensures every service's node runs in its desired role (generations only go up);
+//! 4. observes every node (primaries first, so a replica's offset is compared with an
+//!    offset its primary had *before*) and records state and replication health.
+
+use crate::spec::node_spec;
+use crate::App;
+use keyhaven_core::time::now_micros;
+use keyhaven_core::{NodeHealth, Role, ServiceState};
+use keyhaven_runtime::admin::Admin;
+use keyhaven_runtime::info::Info;
+use keyhaven_runtime::Ensured;
+use keyhaven_store::{IntegrationRow, LinkStatus, ServiceRow};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Period while everything is RUNNING.
+const IDLE_PERIOD: Duration = Duration::from_secs(1);
+/// Period while some service is being built or a node is starting.
+const BUSY_PERIOD: Duration = Duration::from_millis(50);
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What one activation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub services: usize,
+    pub running: usize,
+    pub started: usize,
+    pub released: usize,
+    pub rolled_forward: usize,
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    fn busy(&self) -> bool {
+        self.running < self.services || self.started > 0 || !self.errors.is_empty()
+    }
+}
+
+/// Runs the reconciler until `shutdown` turns true.
+pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let mut last: Option<Report> = None;
+    loop {
+        let report = activate(&app).await;
+        if last.as_ref() != Some(&report) {
+            info!(services = report.services, running = report.running, started = report.started,
+                  released = report.released, rolled_forward = report.rolled_forward,
+                  errors = ?report.errors, "reconciler activation");
+        }
+        let period = if report.busy() { BUSY_PERIOD } else { IDLE_PERIOD };
+        last = Some(report);
+        tokio::select! {
+            _ = app.wake.notified() => {}
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One activation of the reconciler.
+pub async fn activate(app: &Arc<App>) -> Report {
+    let mut report = Report::default();
+    let loaded = app.store.read(|tx| {
+        Ok::<_, crate::AppError>((tx.retired_nodes()?, tx.services_all()?, tx.integrations_promoting()?))
+    });
+    let (retired, services, promoting) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+
+    for node in retired {
+        match app.runtime.remove(&node.service_id).await {
+            Ok(()) => {
+                if let Err(e) = app.store.write(|tx| tx.retired_node_released(&node.service_id)) {
+                    report.errors.push(e.to_string());
+                } else {
+                    report.released += 1;
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+
+    for link in promoting.iter().filter(|l| !app.promotion_in_flight(&l.id)) {
+        warn!(link = %link.id, replica = %link.dest_service, "rolling an interrupted promotion forward");
+        let app = app.clone();
+        let link = link.clone();
+        // In the background: the roll-forward waits on nodes and must not hold up others.
+        tokio::spawn(async move {
+            if let Err(e) = app.promote_recorded(&link).await {
+                warn!(link = %link.id, error = %e, "roll-forward of a promotion did not finish");
+            }
+        });
+        report.rolled_forward += 1;
+    }
+
+    let sources = sources_by_replica(app, &services);
+    let by_id: HashMap<&str, &ServiceRow> = services.iter().map(|s| (s.id.as_str(), s)).collect();
+    let host = app.service_host().to_string();
+    report.services = services.len();
+    let mut ensure_errors: HashMap<String, String> = HashMap::new();
+    for service in &services {
+        // A node under promotion belongs to the promotion procedure.
+        if promoting.iter().any(|l| l.dest_service_id == service.id) {
+            continue;
+        }
+        let source = sources
+            .get(service.id.as_str())
+            .and_then(|l| by_id.get(l.source_service_id.as_str()).copied());
+        let spec = node_spec(service, source, &host);
+        match app.runtime.ensure(&spec).await {
+            Ok(Ensured::Running { just_started, .. }) => report.started += just_started as usize,
+            Ok(Ensured::BackingOff { last_exit }) => {
+                ensure_errors.insert(service.id.clone(), format!("valkey-server exited ({last_exit}); restarting after a backoff"));
+            }
+            Err(e) => {
+                ensure_errors.insert(service.id.clone(), e.to_string());
+            }
+        }
+    }
+    report.errors.extend(ensure_errors.values().cloned());
+
+    // Observe primaries first, then replicas against their primary's earlier offset.
+    let mut observed: HashMap<String, (NodeHealth, Option<Info>)> = HashMap::new();
+    for service in services.iter().filter(|s| s.role == Role::Primary) {
+        let (health, info) = observe(&host, service, None, None).await;
+        observed.insert(service.id.clone(), (health, info));
+    }
+    for service in services.iter().filter(|s| s.role == Role::Replica) {
+        let primary = sources
+            .get(service.id.as_str())
+            .and_then(|l| by_id.get(l.source_service_id.as_str()).copied());
+        let primary_info = primary.and_then(|p| observed.get(&p.id)).and_then(|(_, i)| i.as_ref());
+        let (health, info) = observe(&host, service, primary, primary_info).await;
+        observed.insert(service.id.clone(), (health, info));
+    }
+
+    let now = now_micros();
+    let mut updates = Vec::new();
+    for service in &services {
+        let Some((mut health, _)) = observed.remove(&service.id) else { continue };
+        if health.error.is_none() {
+            health.error = ensure_errors.remove(&service.id);
+        }
+        let state = state_of(service, &health);
+        if state == ServiceState::Running {
+            report.running += 1;
+        }
+        if state != service.state {
+            info!(service = %format!("{}/{}", service.project, service.name), from = service.state.as_str(), to = state.as_str(), "service state changed");
+        }
+        updates.push((service.id.clone(), state, health));
+    }
+    if let Err(e) = app.store.write(|tx| {
+        for (id, state, health) in &updates {
+            tx.service_set_observed(id, *state, health, now)?;
+        }
+        Ok::<_, crate::AppError>(())
+    }) {
+        report.errors.push(e.to_string());
+    }
+    report
+}
+
+/// The read_replica link of each replica, keyed by the replica's id.
+fn sources_by_replica<'a>(app: &App, services: &'a [ServiceRow]) -> HashMap<&'a str, IntegrationRow> {
+    let mut map = HashMap::new();
+    for s in services.iter().filter(|s| s.role == Role::Replica) {
+        match app.store.read(|tx| tx.integrations_of_service(&s.id)) {
+            Ok(links) => {
+                if let Some(l) = links.into_iter().find(|l| l.dest_service_id == s.id) {
+                    map.insert(s.id.as_str(), l);
+                }
+            }
+            Err(e) => debug!(error = %e, "could not read links"),
+        }
+    }
+    map
+}
+
+/// RUNNING once the node answers in its desired role; a replica also needs to have
+/// completed its sync and caught up with its primary. A replica that was RUNNING stays
+/// RUNNING while its link is briefly down (its health shows it), unless a full sync starts.
+fn state_of(service: &ServiceRow, health: &NodeHealth) -> ServiceState {
+    if !health.answered {
+        return ServiceState::Rebuilding;
+    }
+    match service.role {
+        Role::Primary if health.valkey_role.as_deref() == Some("master") => ServiceState::Running,
+        Role::Primary => ServiceState::Rebuilding,
+        Role::Replica if health.current => ServiceState::Running,
+        Role::Replica
+            if service.state == ServiceState::Running
+                && health.valkey_role.as_deref() == Some("slave")
+                && !health.sync_in_progress =>
+        {
+            ServiceState::Running
+        }
+        Role::Replica => ServiceState::Rebuilding,
+    }
+}
+
+/// Observes one node. For a replica, `primary_info` is its primary's INFO read just before.
+async fn observe(
+    host: &str,
+    service: &ServiceRow,
+    primary: Option<&ServiceRow>,
+    primary_info: Option<&Info>,
+) -> (NodeHealth, Option<Info>) {
+    let mut health = NodeHealth {
+        observed_at: now_micros(),
+        // Carry the last known gap forward so a promotion with the primary down can
+        // report it.
+        bytes_behind: service.health.bytes_behind,
+        ..NodeHealth::default()
+    };
+    let info = async {
+        let mut admin = Admin::connect(host, service.port, &service.admin_password, OBSERVE_TIMEOUT).await?;
+        admin.info(&["replication", "memory"]).await
+    }
+    .await;
+    let info = match info {
+        Ok(info) => info,
+        Err(e) => {
+            health.error = Some(format!("valkey-server does not answer: {e}"));
+            return (health, None);
+        }
+    };
+    health.answered = true;
+    health.valkey_role = info.get("role").map(str::to_string);
+    if health.valkey_role.as_deref() == Some("master") {
+        health.repl_offset = info.int("master_repl_offset");
+        health.online_replicas = Some(info.replicas().iter().filter(|r| r.state == "online").count() as i64);
+        health.bytes_behind = None;
+        return (health, Some(info));
+    }
+
+    health.repl_offset = info.int("slave_repl_offset");
+    health.link_up = Some(info.get("master_link_status") == Some("up"));
+    health.last_io_seconds_ago = info.int("master_last_io_seconds_ago").filter(|v| *v >= 0);
+    health.link_down_since_seconds = info.int("master_link_down_since_seconds").filter(|v| *v >= 0);
+    health.sync_in_progress = info.int("master_sync_in_progress") == Some(1);
+    if health.sync_in_progress {
+        health.sync_read_bytes = info.int("master_sync_read_bytes");
+        // Diskless sync reports no total: estimate it from the primary's dataset size.
+        health.sync_total_bytes = info
+            .int("master_sync_total_bytes")
+            .filter(|t| *t > 0)
+            .or_else(|| primary_info.and_then(|p| p.int("used_memory_dataset")));
+    }
+    if let (Some(pinfo), Some(primary), Some(offset)) = (primary_info, primary, health.repl_offset) {
+        let primary_offset = pinfo.int("master_repl_offset").unwrap_or(0);
+        health.bytes_behind = Some((primary_offset - offset).max(0));
+        let listed_online = pinfo
+            .replicas()
+            .iter()
+            .any(|r| r.port == service.port && r.state == "online");
+        health.current = health.link_up == Some(true)
+            && !health.sync_in_progress
+            && offset >= primary_offset
+            && listed_online;
+        let _ = primary;
+    }
+    (health, Some(info))
+}

@@ -1,0 +1,90 @@
+//! Keyhaven's administrative connection to a node, as the internal admin user.
+
+use crate::ADMIN_USER;
+use crate::info::Info;
+use redis::aio::MultiplexedConnection;
+pub use redis::RedisError;
+use redis::{AsyncConnectionConfig, Client};
+use std::time::Duration;
+
+pub struct Admin {
+    conn: MultiplexedConnection,
+}
+
+impl Admin {
+    /// Connects and authenticates; every command of this connection times out after
+    /// `timeout` too, so a hung node cannot hang the caller.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        admin_password: &str,
+        timeout: Duration,
+    ) -> Result<Admin, RedisError> {
+        let url = format!("redis://{ADMIN_USER}:{admin_password}@{host}:{port}/");
+        let client = Client::open(url)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(Admin { conn })
+    }
+
+    pub async fn ping(&mut self) -> Result<(), RedisError> {
+        redis::cmd("PING").query_async::<String>(&mut self.conn).await?;
+        Ok(())
+    }
+
+    /// `INFO` of the given sections (`["replication", "memory"]`).
+    pub async fn info(&mut self, sections: &[&str]) -> Result<Info, RedisError> {
+        let text: String = redis::cmd("INFO")
+            .arg(sections)
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(Info::parse(&text))
+    }
+
+    /// Blocks write commands for at most `ms` milliseconds (reads and INFO go on).
+    pub async fn pause_writes(&mut self, ms: u64) -> Result<(), RedisError> {
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("WRITE")
+            .query_async::<()>(&mut self.conn)
+            .await
+    }
+
+    pub async fn unpause(&mut self) -> Result<(), RedisError> {
+        redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async::<()>(&mut self.conn)
+            .await
+    }
+
+    /// `REPLICAOF NO ONE`: the node stops following its primary and takes writes.
+    pub async fn detach(&mut self) -> Result<(), RedisError> {
+        redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query_async::<()>(&mut self.conn)
+            .await
+    }
+
+    pub async fn replicaof(&mut self, host: &str, port: u16) -> Result<(), RedisError> {
+        redis::cmd("REPLICAOF")
+            .arg(host)
+            .arg(port)
+            .query_async::<()>(&mut self.conn)
+            .await
+    }
+
+    pub async fn config_set(&mut self, key: &str, value: &str) -> Result<(), RedisError> {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(key)
+            .arg(value)
+            .query_async::<()>(&mut self.conn)
+            .await
+    }
+}

@@ -1,0 +1,85 @@
+//! Parses `INFO` replies (`key:value` lines under `# Section` headers).
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    fields: HashMap<String, String>,
+}
+
+/// One `slaveN:` line of a primary's INFO replication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaLine {
+    pub ip: String,
+    pub port: u16,
+    /// `wait_bgsave`, `send_bulk` or `online`.
+    pub state: String,
+    /// Offset the replica last acknowledged (refreshed only by its once-a-second ACK).
+    pub offset: i64,
+}
+
+impl Info {
+    pub fn parse(text: &str) -> Info {
+        let fields = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Info { fields }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+
+    pub fn int(&self, key: &str) -> Option<i64> {
+        self.get(key)?.parse().ok()
+    }
+
+    /// The replicas a primary lists, in `slaveN` order.
+    pub fn replicas(&self) -> Vec<ReplicaLine> {
+        let mut lines: Vec<(usize, ReplicaLine)> = self
+            .fields
+            .iter()
+            .filter_map(|(k, v)| {
+                let n = k.strip_prefix("slave")?.parse::<usize>().ok()?;
+                let kv: HashMap<&str, &str> =
+                    v.split(',').filter_map(|p| p.split_once('=')).collect();
+                Some((
+                    n,
+                    ReplicaLine {
+                        ip: kv.get("ip")?.to_string(),
+                        port: kv.get("port")?.parse().ok()?,
+                        state: kv.get("state")?.to_string(),
+                        offset: kv.get("offset")?.parse().ok()?,
+                    },
+                ))
+            })
+            .collect();
+        lines.sort_by_key(|(n, _)| *n);
+        lines.into_iter().map(|(_, l)| l).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_primary_reply() {
+        let info = Info::parse(
+            "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+             slave0:ip=127.0.0.1,port=17002,state=online,offset=42,lag=1,type=replica\r\n\
+             slave1:ip=127.0.0.1,port=17003,state=wait_bgsave,offset=0,lag=0,type=replica\r\n\
+             master_repl_offset:42\r\n",
+        );
+        assert_eq!(info.get("role"), Some("master"));
+        assert_eq!(info.int("master_repl_offset"), Some(42));
+        let replicas = info.replicas();
+        assert_eq!(replicas.len(), 2);
+        assert_eq!(replicas[0].port, 17002);
+        assert_eq!(replicas[0].state, "online");
+        assert_eq!(replicas[1].state, "wait_bgsave");
+    }
+}

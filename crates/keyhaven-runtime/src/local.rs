@@ -1,0 +1,331 @@
+//! The local process runtime: each node is a `valkey-server` child process on this host.
+//!
+//! A node lives in `<data-dir>/nodes/<service-id>/` with its generated `valkey.conf`, a
+//! `node.pid` written right after spawning, the `generation` of the role last applied, its
+//! log and its data. Nodes are started in their own process group, so a Ctrl-C to Keyhaven
+//! does not reach them: valkey-servers outlive Keyhaven, and a restarted Keyhaven adopts
+//! them from their pid files (checking through /proc that the pid still runs *this* node's
+//! config, so a reused pid is never mistaken for a node).
+//!
+//! Children Keyhaven spawned are reaped by a task per child, which records how the process
+//! ended and wakes the reconciler, so a crashed node is restarted at once; repeated crashes
+//! back off exponentially (0.1 s doubling to 10 s) so a node that cannot start does not
+//! spin the host.
+
+use crate::admin::Admin;
+use crate::proc::{is_our_node, read_pid};
+use crate::{Ensured, NodeSpec, Runtime, RuntimeError, config};
+use async_trait::async_trait;
+use keyhaven_core::Role;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// A process that ran at least this long before it died counts as a fresh failure.
+const HEALTHY_RUN: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a node gets to shut down cleanly (AOF fsync, RDB save) before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub struct LocalRuntime {
+    nodes_dir: PathBuf,
+    valkey_server: PathBuf,
+    bind: String,
+    /// Woken when a child exits, so the reconciler restarts it without waiting for a tick.
+    on_exit: Arc<Notify>,
+    crashes: Arc<Mutex<HashMap<String, CrashRecord>>>,
+}
+
+#[derive(Debug, Clone)]
+struct CrashRecord {
+    consecutive: u32,
+    last_exit_at: Instant,
+    last_exit: String,
+}
+
+impl LocalRuntime {
+    pub fn new(data_dir: &Path, valkey_server: PathBuf, bind: String, on_exit: Arc<Notify>) -> Self {
+        LocalRuntime {
+            nodes_dir: data_dir.join("nodes"),
+            valkey_server,
+            bind,
+            on_exit,
+            crashes: Arc::default(),
+        }
+    }
+
+    pub fn node_dir(&self, id: &str) -> PathBuf {
+        self.nodes_dir.join(id)
+    }
+
+    fn io(id: &str) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+        move |source| RuntimeError::Io {
+            id: id.to_string(),
+            source,
+        }
+    }
+
+    /// The pid of the node's live valkey-server, if one runs.
+    fn running_pid(&self, id: &str) -> Option<u32> {
+        let dir = self.node_dir(id);
+        let pid = read_pid(&dir.join("node.pid"))?;
+        is_our_node(pid, &dir.join("valkey.conf")).then_some(pid)
+    }
+
+    fn applied_generation(dir: &Path) -> Option<i64> {
+        std::fs::read_to_string(dir.join("generation"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn backoff(&self, id: &str) -> Option<String> {
+        let crashes = self.crashes.lock().unwrap_or_else(|p| p.into_inner());
+        let rec = crashes.get(id)?;
+        if rec.consecutive <= 1 {
+            return None;
+        }
+        let wait = Duration::from_millis(100 * 2u64.saturating_pow(rec.consecutive - 2))
+            .min(MAX_BACKOFF);
+        (rec.last_exit_at.elapsed() < wait).then(|| rec.last_exit.clone())
+    }
+
+    async fn spawn(&self, spec: &NodeSpec, dir: &Path) -> Result<u32, RuntimeError> {
+        let conf = dir.join("valkey.conf");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr.log"))
+            .map_err(Self::io(&spec.id))?;
+        let mut child = tokio::process::Command::new(&self.valkey_server)
+            .arg(&conf)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            // Its own process group: signals aimed at Keyhaven's group (Ctrl-C) spare it.
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| RuntimeError::Start {
+                label: spec.label.clone(),
+                reason: format!("{}: {e}", self.valkey_server.display()),
+            })?;
+        let pid = child.id().ok_or_else(|| RuntimeError::Start {
+            label: spec.label.clone(),
+            reason: "the process exited at once".into(),
+        })?;
+        write_atomic(&dir.join("node.pid"), pid.to_string().as_bytes()).map_err(Self::io(&spec.id))?;
+        info!(node = %spec.label, pid, port = spec.port, role = spec.role.as_str(), "started valkey-server");
+
+        let crashes = self.crashes.clone();
+        let on_exit = self.on_exit.clone();
+        let id = spec.id.clone();
+        let label = spec.label.clone();
+        let started = Instant::now();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let how = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            warn!(node = %label, pid, exit = %how, "valkey-server exited");
+            {
+                let mut crashes = crashes.lock().unwrap_or_else(|p| p.into_inner());
+                let rec = crashes.entry(id).or_insert(CrashRecord {
+                    consecutive: 0,
+                    last_exit_at: Instant::now(),
+                    last_exit: String::new(),
+                });
+                rec.consecutive = if started.elapsed() >= HEALTHY_RUN {
+                    1
+                } else {
+                    rec.consecutive + 1
+                };
+                rec.last_exit_at = Instant::now();
+                rec.last_exit = how;
+            }
+            on_exit.notify_one();
+        });
+        Ok(pid)
+    }
+
+    /// Applies a newer role to a running node through its admin connection.
+    async fn apply_role(&self, spec: &NodeSpec) -> Result<(), RuntimeError> {
+        let apply = |e: redis::RedisError| RuntimeError::Apply {
+            label: spec.label.clone(),
+            reason: e.to_string(),
+        };
+        let mut admin = Admin::connect(
+            self.host(),
+            spec.port,
+            &spec.admin_password,
+            Duration::from_secs(2),
+        )
+        .await
+        .map_err(apply)?;
+        match (&spec.role, &spec.source) {
+            (Role::Primary, _) => {
+                admin.detach().await.map_err(apply)?;
+                admin.config_set("appendonly", "yes").await.map_err(apply)?;
+                admin.config_set("save", "").await.map_err(apply)?;
+            }
+            (Role::Replica, Some(src)) => {
+                admin
+                    .config_set("primaryauth", &src.repl_password)
+                    .await
+                    .map_err(apply)?;
+                admin
+                    .config_set("primaryuser", crate::REPL_USER)
+                    .await
+                    .map_err(apply)?;
+                admin.replicaof(&src.host, src.port).await.map_err(apply)?;
+            }
+            (Role::Replica, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Stops every node under `data_dir` (for `keyhaven down`); data stays on disk.
+    pub async fn stop_all(data_dir: &Path) -> std::io::Result<Vec<u32>> {
+        let mut stopped = Vec::new();
+        let nodes = data_dir.join("nodes");
+        let entries = match std::fs::read_dir(&nodes) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(stopped),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let dir = entry?.path();
+            if let Some(pid) = read_pid(&dir.join("node.pid"))
+                && is_our_node(pid, &dir.join("valkey.conf"))
+            {
+                stop_pid(pid, &dir.join("valkey.conf")).await;
+                stopped.push(pid);
+            }
+        }
+        Ok(stopped)
+    }
+}
+
+/// SIGTERM, then SIGKILL after the grace period; returns once the process is gone.
+async fn stop_pid(pid: u32, conf: &Path) {
+    let target = Pid::from_raw(pid as i32);
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while is_our_node(pid, conf) {
+        if Instant::now() > deadline {
+            let _ = kill(target, Signal::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+#[async_trait]
+impl Runtime for LocalRuntime {
+    async fn ensure(&self, spec: &NodeSpec) -> Result<Ensured, RuntimeError> {
+        let dir = self.node_dir(&spec.id);
+        let applied = Self::applied_generation(&dir);
+        if let Some(applied) = applied
+            && spec.generation < applied
+        {
+            return Err(RuntimeError::StaleGeneration {
+                id: spec.id.clone(),
+                wanted: spec.generation,
+                applied,
+            });
+        }
+        if applied.is_none() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(Self::io(&spec.id))?;
+        }
+        let conf_path = dir.join("valkey.conf");
+        let conf = config::render(spec, &dir, &self.bind);
+        if std::fs::read_to_string(&conf_path).ok().as_deref() != Some(conf.as_str()) {
+            write_atomic(&conf_path, conf.as_bytes()).map_err(Self::io(&spec.id))?;
+        }
+
+        if let Some(pid) = self.running_pid(&spec.id) {
+            if applied != Some(spec.generation) {
+                self.apply_role(spec).await?;
+                info!(node = %spec.label, generation = spec.generation, role = spec.role.as_str(), "applied role to running valkey-server");
+                write_atomic(&dir.join("generation"), spec.generation.to_string().as_bytes())
+                    .map_err(Self::io(&spec.id))?;
+            }
+            return Ok(Ensured::Running {
+                pid,
+                just_started: false,
+            });
+        }
+        if let Some(last_exit) = self.backoff(&spec.id) {
+            return Ok(Ensured::BackingOff { last_exit });
+        }
+        // The config on disk already carries the role, so a fresh process starts in it.
+        write_atomic(&dir.join("generation"), spec.generation.to_string().as_bytes())
+            .map_err(Self::io(&spec.id))?;
+        let pid = self.spawn(spec, &dir).await?;
+        Ok(Ensured::Running {
+            pid,
+            just_started: true,
+        })
+    }
+
+    async fn stage(&self, spec: &NodeSpec) -> Result<(), RuntimeError> {
+        let dir = self.node_dir(&spec.id);
+        let conf = config::render(spec, &dir, &self.bind);
+        write_atomic(&dir.join("valkey.conf"), conf.as_bytes()).map_err(Self::io(&spec.id))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let dir = self.node_dir(id);
+        if let Some(pid) = self.running_pid(id) {
+            stop_pid(pid, &dir.join("valkey.conf")).await;
+            info!(node = %id, pid, "stopped valkey-server");
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Self::io(id)(e)),
+        }
+        self.crashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    fn host(&self) -> &str {
+        match self.bind.as_str() {
+            "0.0.0.0" | "::" | "*" => "127.0.0.1",
+            b => b,
+        }
+    }
+}
