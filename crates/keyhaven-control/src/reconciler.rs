@@ -19,7 +19,7 @@ use keyhaven_core::{NodeHealth, Role, ServiceState};
 use keyhaven_runtime::admin::Admin;
 use keyhaven_runtime::info::Info;
 use keyhaven_runtime::Ensured;
-use keyhaven_store::{IntegrationRow, LinkStatus, ServiceRow};
+use keyhaven_store::{IntegrationRow, ServiceRow};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -75,7 +75,7 @@ impl LocalRuntime {
     fn running_pid(&self, id: &str) -> Option<u32> {
         let dir = self.node_dir(id);
         let pid = read_pid(&dir.join("node.pid"))?;
-        is_our_node(pid, &dir.join("valkey.conf")).then_some(pid)
+        is_our_node(pid, &dir).then_some(pid)
     }
 
     fn applied_generation(dir: &Path) -> Option<i64> {
@@ -205,9 +205,9 @@ impl LocalRuntime {
         for entry in entries {
             let dir = entry?.path();
             if let Some(pid) = read_pid(&dir.join("node.pid"))
-                && is_our_node(pid, &dir.join("valkey.conf"))
+                && is_our_node(pid, &dir)
             {
-                stop_pid(pid, &dir.join("valkey.conf")).await;
+                stop_pid(pid, &dir).await;
                 stopped.push(pid);
             }
         }
@@ -216,11 +216,11 @@ impl LocalRuntime {
 }
 
 /// SIGTERM, then SIGKILL after the grace period; returns once the process is gone.
-async fn stop_pid(pid: u32, conf: &Path) {
+async fn stop_pid(pid: u32, dir: &Path) {
     let target = Pid::from_raw(pid as i32);
     let _ = kill(target, Signal::SIGTERM);
     let deadline = Instant::now() + STOP_GRACE;
-    while is_our_node(pid, conf) {
+    while is_our_node(pid, dir) {
         if Instant::now() > deadline {
             let _ = kill(target, Signal::SIGKILL);
         }
@@ -307,7 +307,7 @@ impl Runtime for LocalRuntime {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let dir = self.node_dir(id);
         if let Some(pid) = self.running_pid(id) {
-            stop_pid(pid, &dir.join("valkey.conf")).await;
+            stop_pid(pid, &dir).await;
             info!(node = %id, pid, "stopped valkey-server");
         }
         match std::fs::remove_dir_all(&dir) {

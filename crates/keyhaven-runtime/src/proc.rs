@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-/// True when `pid` runs (not a zombie) and its command line names `conf`: a pid file only
-/// counts when the process behind it is still *our* valkey-server.
-pub fn is_our_node(pid: u32, conf: &Path) -> bool {
+/// True when `pid` runs (not a zombie) and is the valkey-server of the node directory
+/// `dir`: a pid file only counts when the process behind it is still *our* node. The
+/// working directory identifies the node (each node runs in its own directory); the
+/// command line cannot, because valkey-server rewrites its process title.
+pub fn is_our_node(pid: u32, dir: &Path) -> bool {
     let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => s,
         Err(_) => return false,
@@ -15,12 +17,10 @@ pub fn is_our_node(pid: u32, conf: &Path) -> bool {
     if matches!(state, Some('Z') | Some('X') | None) {
         return false;
     }
-    let cmdline = match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(c) => c,
-        Err(_) => return false,
-    };
-    let conf = conf.as_os_str().as_encoded_bytes();
-    cmdline.split(|b| *b == 0).any(|arg| arg == conf)
+    let is_valkey = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().contains("valkey")))
+        .unwrap_or(false);
+    is_valkey && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
 }
 
 pub fn read_pid(path: &Path) -> Option<u32> {

@@ -1,1 +1,55 @@
-fn main() {}
+//! The one Keyhaven binary: `keyhaven server` runs the control plane, `keyhaven down`
+//! stops a data directory's valkey-servers, and the other commands are the CLI client.
+
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "keyhaven", version, about = "Managed Valkey with read replicas, on your own machines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Keyhaven server: the /v1 API and the reconciler of valkey-server nodes.
+    ///
+    /// Example: keyhaven server --listen 127.0.0.1:8080 --data-dir ./keyhaven-data
+    Server(server::ServerArgs),
+    /// Stop every valkey-server of a data directory (the server must be stopped first).
+    ///
+    /// Example: keyhaven down --data-dir ./keyhaven-data
+    Down(server::DownArgs),
+    /// Print the OpenAPI document of the API.
+    ///
+    /// Example: keyhaven openapi > openapi.json
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Down(args) => server::down(args).await,
+            Command::Openapi => {
+                println!("{}", keyhaven_server::openapi::document());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Health checks, clouds, service types and VPCs.
+
+use crate::error::HttpError;
+use crate::extract::{ApiPath, Auth};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use keyhaven_api::error::ErrorBody;
+use keyhaven_api::project::{Cloud, CloudList, ServicePlan, ServiceType, ServiceTypeList, VpcList};
+use keyhaven_control::App;
+use keyhaven_core::plan::PLANS;
+use keyhaven_core::user_config::MAXMEMORY_POLICIES;
+use keyhaven_core::Plan;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "Keyhaven runs")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The store answers.
+#[utoipa::path(get, path = "/readyz", tag = "meta", responses((status = 200, description = "Ready"), (status = 503, body = ErrorBody)))]
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, HttpError> {
+    app.store
+        .read(|tx| tx.project_get("default"))
+        .map_err(|e| HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()))?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+/// Clouds of this server's configuration (no token needed).
+#[utoipa::path(get, path = "/v1/clouds", tag = "meta", responses((status = 200, body = CloudList)))]
+pub async fn cloud_list(State(app): State<Arc<App>>) -> Json<CloudList> {
+    Json(CloudList {
+        clouds: app
+            .config
+            .clouds
+            .iter()
+            .map(|c| Cloud {
+                cloud_name: c.name.clone(),
+                cloud_description: c.description.clone(),
+                geo_region: c.region.clone(),
+                provider: c.provider.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn valkey_type(app: &App) -> ServiceType {
+    ServiceType {
+        description: "Valkey - In-memory data store".into(),
+        default_version: "9.1".into(),
+        latest_available_version: "9.1".into(),
+        user_config_schema: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "valkey_maxmemory_policy": {
+                    "type": "string",
+                    "title": "Valkey maxmemory-policy",
+                    "enum": MAXMEMORY_POLICIES,
+                    "default": "noeviction",
+                }
+            }
+        }),
+        service_plans: PLANS
+            .iter()
+            .map(|(name, _)| {
+                let plan = Plan::find(name).expect("listed plans exist");
+                let regions: BTreeMap<String, serde_json::Value> = app
+                    .config
+                    .clouds
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.clone(),
+                            json!({
+                                "price_usd": "0.000",
+                                "node_memory_mb": plan.node_memory_mb,
+                                "disk_space_mb": plan.disk_space_mb(),
+                                "node_cpu_count": 1,
+                            }),
+                        )
+                    })
+                    .collect();
+                ServicePlan {
+                    service_plan: plan.name.into(),
+                    service_type: "valkey".into(),
+                    node_count: 1,
+                    node_memory_mb: plan.node_memory_mb,
+                    disk_space_mb: plan.disk_space_mb(),
+                    read_replica_allowed: plan.allows_read_replica(),
+                    regions,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn type_list(app: &App) -> ServiceTypeList {
+    ServiceTypeList {
+        service_types: BTreeMap::from([("valkey".to_string(), valkey_type(app))]),
+    }
+}
+
+/// Service types and their plans.
+#[utoipa::path(get, path = "/v1/service_types", tag = "meta",
+    responses((status = 200, body = ServiceTypeList), (status = 403, body = ErrorBody)))]
+pub async fn service_type_list(State(app): State<Arc<App>>, Auth(_): Auth) -> Json<ServiceTypeList> {
+    Json(type_list(&app))
+}
+
+/// Service types of a project (avn ≤ 4.15 reads this on every create).
+#[utoipa::path(get, path = "/v1/project/{project}/service_types", tag = "meta",
+    params(("project" = String, Path)),
+    responses((status = 200, body = ServiceTypeList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn project_service_type_list(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    ApiPath(project): ApiPath<String>,
+) -> Result<Json<ServiceTypeList>, HttpError> {
+    app.project_for(&caller, &project)?;
+    Ok(Json(type_list(&app)))
+}
+
+/// One service type (avn ≥ 4.16 reads this on every create).
+#[utoipa::path(get, path = "/v1/project/{project}/service-types/{service_type}", tag = "meta",
+    params(("project" = String, Path), ("service_type" = String, Path)),
+    responses((status = 200, body = ServiceType), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn project_service_type_get(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    ApiPath((project, service_type)): ApiPath<(String, String)>,
+) -> Result<Json<ServiceType>, HttpError> {
+    app.project_for(&caller, &project)?;
+    if service_type != "valkey" {
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_service_type",
+            format!(
+                "Unknown service type '{}'; valid service types: valkey",
+                service_type.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
+    Ok(Json(valkey_type(&app)))
+}
+
+/// VPCs of a project: Keyhaven has none.
+#[utoipa::path(get, path = "/v1/project/{project}/vpcs", tag = "meta",
+    params(("project" = String, Path)),
+    responses((status = 200, body = VpcList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn vpc_list(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    ApiPath(project): ApiPath<String>,
+) -> Result<Json<VpcList>, HttpError> {
+    app.project_for(&caller, &project)?;
+    Ok(Json(VpcList { vpcs: Vec::new() }))
+}

@@ -1,0 +1,186 @@
+//! Renders application rows as Aiven-shaped wire objects.
+
+use keyhaven_api::project::Project;
+use keyhaven_api::service::{
+    Component, ConnectionInfo, NodeState, ProgressUpdate, ReplicaSummary, Replication, Service,
+    ServiceIntegration, ServiceUser,
+};
+use keyhaven_control::App;
+use keyhaven_control::service::ServiceDetail;
+use keyhaven_core::time::iso8601;
+use keyhaven_core::{NodeHealth, Plan, Role, ServiceState};
+use keyhaven_store::{IntegrationRow, LinkStatus, ProjectRow};
+use serde_json::json;
+
+pub fn project(row: &ProjectRow) -> Project {
+    Project {
+        project_name: row.name.clone(),
+        default_cloud: row.default_cloud.clone(),
+        billing_currency: "USD".into(),
+        vat_id: String::new(),
+        billing_extra_text: None,
+        project_membership: "admin".into(),
+        create_time: iso8601(row.create_time),
+    }
+}
+
+pub fn integration(row: &IntegrationRow) -> ServiceIntegration {
+    let promoting = row.status == LinkStatus::Promoting;
+    ServiceIntegration {
+        service_integration_id: row.id.clone(),
+        integration_type: row.integration_type.clone(),
+        source_project: row.project.clone(),
+        source_service: row.source_service.clone(),
+        source_service_type: "valkey".into(),
+        source_endpoint_id: None,
+        dest_project: row.project.clone(),
+        dest_service: row.dest_service.clone(),
+        dest_service_type: "valkey".into(),
+        dest_endpoint_id: None,
+        enabled: true,
+        active: !promoting,
+        description: format!(
+            "Replicate data from {} to {} (read replica)",
+            row.source_service, row.dest_service
+        ),
+        user_config: json!({}),
+        integration_status: json!({
+            "state": {"status": if promoting { "starting" } else { "running" }, "errors": []},
+            "status_user_desc": if promoting { "Promotion in progress" } else { "Replicating" },
+        }),
+        source_service_name: row.source_service.clone(),
+        dest_service_name: row.dest_service.clone(),
+    }
+}
+
+fn link_status(h: &NodeHealth) -> Option<String> {
+    h.link_up.map(|up| if up { "up" } else { "down" }.to_string())
+}
+
+pub fn service(app: &App, d: &ServiceDetail) -> Service {
+    let row = &d.row;
+    let host = app.service_host().to_string();
+    let plan = Plan::find(&row.plan);
+    let uri = format!(
+        "redis://default:{}@{}:{}",
+        row.service_password, host, row.port
+    );
+    let h = &row.health;
+    let primary = d
+        .integrations
+        .iter()
+        .find(|l| l.dest_service_id == row.id)
+        .map(|l| l.source_service.clone());
+    let replication = Replication {
+        observed_role: h.valkey_role.as_deref().map(|r| {
+            if r == "master" { "primary" } else { "replica" }.to_string()
+        }),
+        offset: h.repl_offset,
+        primary_service: primary.clone(),
+        link_status: link_status(h),
+        bytes_behind: h.bytes_behind.filter(|_| primary.is_some()),
+        seconds_since_last_contact: h.last_io_seconds_ago,
+        sync_in_progress: h.sync_in_progress,
+        sync_progress_percent: h.sync_progress_percent(),
+        lost_bytes_estimate: row.lost_bytes_estimate,
+        replicas: d
+            .replicas
+            .iter()
+            .map(|r| ReplicaSummary {
+                service_name: r.name.clone(),
+                state: r.state.as_str().into(),
+                link_status: link_status(&r.health),
+                bytes_behind: r.health.bytes_behind,
+                seconds_since_last_contact: r.health.last_io_seconds_ago,
+            })
+            .collect(),
+        observed_at: (h.observed_at > 0).then(|| iso8601(h.observed_at)),
+        error: h.error.clone(),
+    };
+
+    let node_state = if row.state == ServiceState::Running {
+        "running"
+    } else if h.sync_in_progress || (h.answered && row.role == Role::Replica) {
+        "syncing_data"
+    } else {
+        "setting_up_vm"
+    };
+    let progress_updates = if h.sync_in_progress {
+        vec![ProgressUpdate {
+            phase: "basebackup".into(),
+            completed: false,
+            current: h.sync_read_bytes,
+            max: h.sync_total_bytes,
+            min: Some(0),
+            unit: "bytes".into(),
+        }]
+    } else {
+        Vec::new()
+    };
+    let replica_uris: Vec<String> = d
+        .replicas
+        .iter()
+        .map(|r| format!("redis://default:{}@{}:{}", r.service_password, host, r.port))
+        .collect();
+
+    Service {
+        service_name: row.name.clone(),
+        service_type: row.service_type.clone(),
+        service_type_description: "Valkey - In-memory data store".into(),
+        state: row.state.as_str().into(),
+        plan: row.plan.clone(),
+        cloud_name: row.cloud.clone(),
+        cloud_description: app
+            .cloud(&row.cloud)
+            .map(|c| c.description.clone())
+            .unwrap_or_default(),
+        create_time: iso8601(row.create_time),
+        update_time: iso8601(row.update_time),
+        group_list: vec!["default".into()],
+        project_vpc_id: None,
+        termination_protection: row.termination_protection,
+        node_count: 1,
+        node_cpu_count: 1,
+        node_memory_mb: plan.map(|p| p.node_memory_mb).unwrap_or(0),
+        disk_space_mb: plan.map(|p| p.disk_space_mb()).unwrap_or(0),
+        service_uri: uri.clone(),
+        service_uri_params: json!({
+            "host": host,
+            "port": row.port.to_string(),
+            "user": "default",
+            "password": row.service_password,
+        }),
+        user_config: row.user_config.clone(),
+        components: vec![Component {
+            component: "valkey".into(),
+            host: host.clone(),
+            port: row.port,
+            route: "dynamic".into(),
+            usage: "primary".into(),
+            ssl: false,
+        }],
+        users: vec![ServiceUser {
+            username: "default".into(),
+            password: row.service_password.clone(),
+            user_type: "primary".into(),
+        }],
+        connection_info: ConnectionInfo {
+            valkey: vec![uri],
+            valkey_password: row.service_password.clone(),
+            valkey_replica_uri: replica_uris.first().cloned(),
+            valkey_slave: replica_uris,
+        },
+        node_states: vec![NodeState {
+            name: format!("{}-1", row.name),
+            state: node_state.into(),
+            role: row.role.as_str().into(),
+            progress_updates,
+        }],
+        service_integrations: d.integrations.iter().map(integration).collect(),
+        databases: Vec::new(),
+        metadata: json!({}),
+        tags: json!({}),
+        keyhaven_role: row.role.as_str().into(),
+        keyhaven_replication: replication,
+    }
+}

