@@ -3,8 +3,8 @@
 
 use crate::secret::{new_token, token_hash};
 use crate::{App, AppError};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use keyhaven_core::time::now_micros;
 use keyhaven_store::{ProjectRow, TokenRow, UserRow};
 use tracing::info;
@@ -41,8 +41,18 @@ impl App {
             }
             tx.membership_insert(DEFAULT_PROJECT, admin.id, "admin")?;
             let token = new_token();
-            tx.token_insert(&token_hash(&token), &token[..8], admin.id, "admin token", now)?;
-            info!(user = ADMIN_EMAIL, project = DEFAULT_PROJECT, "created the admin user and the default project");
+            tx.token_insert(
+                &token_hash(&token),
+                &token[..8],
+                admin.id,
+                "admin token",
+                now,
+            )?;
+            info!(
+                user = ADMIN_EMAIL,
+                project = DEFAULT_PROJECT,
+                "created the admin user and the default project"
+            );
             Ok(Some(token))
         })
     }
@@ -50,7 +60,9 @@ impl App {
     /// The caller behind an `Authorization` header value (`aivenv1 T` or `bearer T`, in
     /// any case). Anything else is [`AppError::Unauthenticated`].
     pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, AppError> {
-        let token = header.and_then(parse_authorization).ok_or(AppError::Unauthenticated)?;
+        let token = header
+            .and_then(parse_authorization)
+            .ok_or(AppError::Unauthenticated)?;
         let hash = token_hash(token);
         let user = self
             .store
@@ -112,7 +124,11 @@ impl App {
         // Argon2 takes tens of milliseconds by design: keep it off the async workers.
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -124,17 +140,27 @@ impl App {
     }
 
     /// `POST /v1/access_token`: a new token for the caller.
-    pub fn access_token_create(&self, caller: &Caller, description: &str) -> Result<NewToken, AppError> {
+    pub fn access_token_create(
+        &self,
+        caller: &Caller,
+        description: &str,
+    ) -> Result<NewToken, AppError> {
         self.mint_token(caller.user.id, description)
     }
 
     /// `DELETE /v1/access_token/T`: revokes one of the caller's tokens.
     pub fn access_token_revoke(&self, caller: &Caller, token: &str) -> Result<(), AppError> {
         let hash = token_hash(token);
-        if self.store.write(|tx| tx.token_delete(&hash, caller.user.id))? {
+        if self
+            .store
+            .write(|tx| tx.token_delete(&hash, caller.user.id))?
+        {
             Ok(())
         } else {
-            Err(AppError::not_found("token_not_found", "Access token not found"))
+            Err(AppError::not_found(
+                "token_not_found",
+                "Access token not found",
+            ))
         }
     }
 
@@ -180,7 +206,13 @@ fn validate_email(email: &str) -> Result<(), AppError> {
             .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
         && !email.contains(char::is_whitespace);
     ok.then_some(()).ok_or_else(|| {
-        AppError::invalid("invalid_email", format!("'{}' is not a valid email address", email.chars().take(80).collect::<String>()))
+        AppError::invalid(
+            "invalid_email",
+            format!(
+                "'{}' is not a valid email address",
+                email.chars().take(80).collect::<String>()
+            ),
+        )
     })
 }
 

@@ -14,7 +14,8 @@ impl App {
         name: &str,
         cloud: Option<&str>,
     ) -> Result<ProjectRow, AppError> {
-        validate_name("project", name).map_err(|e| AppError::invalid("invalid_name", e.to_string()))?;
+        validate_name("project", name)
+            .map_err(|e| AppError::invalid("invalid_name", e.to_string()))?;
         let cloud = self.resolve_cloud(cloud, None)?;
         let now = now_micros();
         self.store.write(|tx| {

@@ -44,7 +44,9 @@ pub struct Promoted {
 enum Outcome {
     Done(Promoted),
     /// The replica could not catch up in time; nothing was changed.
-    Behind { bytes: i64 },
+    Behind {
+        bytes: i64,
+    },
 }
 
 impl App {
@@ -58,7 +60,10 @@ impl App {
         let not_found = || {
             AppError::not_found(
                 "integration_not_found",
-                format!("Service integration '{}' does not exist in project '{project}'", id.chars().take(64).collect::<String>()),
+                format!(
+                    "Service integration '{}' does not exist in project '{project}'",
+                    id.chars().take(64).collect::<String>()
+                ),
             )
         };
         let now = now_micros();
@@ -92,11 +97,20 @@ impl App {
 
     /// Runs steps 2–5 for a link already marked `promoting`; used by the request above and
     /// by the reconciler's roll-forward after a crash.
-    pub(crate) async fn promote_recorded(&self, link: &IntegrationRow) -> Result<Promoted, AppError> {
+    pub(crate) async fn promote_recorded(
+        &self,
+        link: &IntegrationRow,
+    ) -> Result<Promoted, AppError> {
         {
-            let mut inflight = self.promotions_in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inflight = self
+                .promotions_in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if !inflight.insert(link.id.clone()) {
-                return Err(AppError::conflict("promotion_in_progress", "This promotion is already running"));
+                return Err(AppError::conflict(
+                    "promotion_in_progress",
+                    "This promotion is already running",
+                ));
             }
         }
         let result = self.promote_steps(link).await;
@@ -122,8 +136,10 @@ impl App {
                 tx.service_by_id(&link.source_service_id)?,
             ))
         })?;
-        let replica = replica.ok_or_else(|| AppError::Internal("promoting a missing replica".into()))?;
-        let primary = primary.ok_or_else(|| AppError::Internal("promoting from a missing primary".into()))?;
+        let replica =
+            replica.ok_or_else(|| AppError::Internal("promoting a missing replica".into()))?;
+        let primary =
+            primary.ok_or_else(|| AppError::Internal("promoting from a missing primary".into()))?;
         let host = self.service_host().to_string();
         let new_spec = node_spec(&replica, None, &host);
         self.runtime
@@ -131,7 +147,14 @@ impl App {
             .await
             .map_err(|e| AppError::Internal(e.to_string()))?;
 
-        let primary_admin = match Admin::connect(&host, primary.port, &primary.admin_password, PING_TIMEOUT).await {
+        let primary_admin = match Admin::connect(
+            &host,
+            primary.port,
+            &primary.admin_password,
+            PING_TIMEOUT,
+        )
+        .await
+        {
             Ok(mut p) => p.ping().await.is_ok().then_some(p),
             Err(_) => None,
         };
@@ -211,9 +234,15 @@ impl App {
             .await
             .map_err(|e| AppError::Unavailable {
                 code: "replica_unreachable",
-                message: format!("Replica '{}' does not answer ({e}); nothing was changed", replica.name),
+                message: format!(
+                    "Replica '{}' does not answer ({e}); nothing was changed",
+                    replica.name
+                ),
             })?;
-        let info = r.info(&["replication"]).await.map_err(|e| AppError::Internal(e.to_string()))?;
+        let info = r
+            .info(&["replication"])
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
         if info.get("role") == Some("master") {
             // Detached already (a roll-forward after a crash past REPLICAOF NO ONE).
             return Ok(Outcome::Done(Promoted {
@@ -236,7 +265,11 @@ impl App {
                 .int("master_repl_offset")
                 .unwrap_or(0);
             loop {
-                let offset = r.info(&["replication"]).await?.int("slave_repl_offset").unwrap_or(-1);
+                let offset = r
+                    .info(&["replication"])
+                    .await?
+                    .int("slave_repl_offset")
+                    .unwrap_or(-1);
                 if offset >= target {
                     r.detach().await?;
                     return Ok::<_, keyhaven_runtime::admin::RedisError>(None);

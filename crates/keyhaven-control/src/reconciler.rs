@@ -12,13 +12,13 @@
 //! 4. observes every node (primaries first, so a replica's offset is compared with an
 //!    offset its primary had *before*) and records state and replication health.
 
-use crate::spec::node_spec;
 use crate::App;
+use crate::spec::node_spec;
 use keyhaven_core::time::now_micros;
 use keyhaven_core::{NodeHealth, Role, ServiceState};
+use keyhaven_runtime::Ensured;
 use keyhaven_runtime::admin::Admin;
 use keyhaven_runtime::info::Info;
-use keyhaven_runtime::Ensured;
 use keyhaven_store::{IntegrationRow, ServiceRow};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,7 +59,11 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                   released = report.released, rolled_forward = report.rolled_forward,
                   errors = ?report.errors, "reconciler activation");
         }
-        let period = if report.busy() { BUSY_PERIOD } else { IDLE_PERIOD };
+        let period = if report.busy() {
+            BUSY_PERIOD
+        } else {
+            IDLE_PERIOD
+        };
         last = Some(report);
         tokio::select! {
             _ = app.wake.notified() => {}
@@ -76,7 +80,11 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 pub async fn activate(app: &Arc<App>) -> Report {
     let mut report = Report::default();
     let loaded = app.store.read(|tx| {
-        Ok::<_, crate::AppError>((tx.retired_nodes()?, tx.services_all()?, tx.integrations_promoting()?))
+        Ok::<_, crate::AppError>((
+            tx.retired_nodes()?,
+            tx.services_all()?,
+            tx.integrations_promoting()?,
+        ))
     });
     let (retired, services, promoting) = match loaded {
         Ok(v) => v,
@@ -89,7 +97,10 @@ pub async fn activate(app: &Arc<App>) -> Report {
     for node in retired {
         match app.runtime.remove(&node.service_id).await {
             Ok(()) => {
-                if let Err(e) = app.store.write(|tx| tx.retired_node_released(&node.service_id)) {
+                if let Err(e) = app
+                    .store
+                    .write(|tx| tx.retired_node_released(&node.service_id))
+                {
                     report.errors.push(e.to_string());
                 } else {
                     report.released += 1;
@@ -129,7 +140,10 @@ pub async fn activate(app: &Arc<App>) -> Report {
         match app.runtime.ensure(&spec).await {
             Ok(Ensured::Running { just_started, .. }) => report.started += just_started as usize,
             Ok(Ensured::BackingOff { last_exit }) => {
-                ensure_errors.insert(service.id.clone(), format!("valkey-server exited ({last_exit}); restarting after a backoff"));
+                ensure_errors.insert(
+                    service.id.clone(),
+                    format!("valkey-server exited ({last_exit}); restarting after a backoff"),
+                );
             }
             Err(e) => {
                 ensure_errors.insert(service.id.clone(), e.to_string());
@@ -148,7 +162,9 @@ pub async fn activate(app: &Arc<App>) -> Report {
         let primary = sources
             .get(service.id.as_str())
             .and_then(|l| by_id.get(l.source_service_id.as_str()).copied());
-        let primary_info = primary.and_then(|p| observed.get(&p.id)).and_then(|(_, i)| i.as_ref());
+        let primary_info = primary
+            .and_then(|p| observed.get(&p.id))
+            .and_then(|(_, i)| i.as_ref());
         let (health, info) = observe(&host, service, primary, primary_info).await;
         observed.insert(service.id.clone(), (health, info));
     }
@@ -156,7 +172,9 @@ pub async fn activate(app: &Arc<App>) -> Report {
     let now = now_micros();
     let mut updates = Vec::new();
     for service in &services {
-        let Some((mut health, _)) = observed.remove(&service.id) else { continue };
+        let Some((mut health, _)) = observed.remove(&service.id) else {
+            continue;
+        };
         if health.error.is_none() {
             health.error = ensure_errors.remove(&service.id);
         }
@@ -181,7 +199,10 @@ pub async fn activate(app: &Arc<App>) -> Report {
 }
 
 /// The read_replica link of each replica, keyed by the replica's id.
-fn sources_by_replica<'a>(app: &App, services: &'a [ServiceRow]) -> HashMap<&'a str, IntegrationRow> {
+fn sources_by_replica<'a>(
+    app: &App,
+    services: &'a [ServiceRow],
+) -> HashMap<&'a str, IntegrationRow> {
     let mut map = HashMap::new();
     for s in services.iter().filter(|s| s.role == Role::Replica) {
         match app.store.read(|tx| tx.integrations_of_service(&s.id)) {
@@ -233,7 +254,8 @@ async fn observe(
         ..NodeHealth::default()
     };
     let info = async {
-        let mut admin = Admin::connect(host, service.port, &service.admin_password, OBSERVE_TIMEOUT).await?;
+        let mut admin =
+            Admin::connect(host, service.port, &service.admin_password, OBSERVE_TIMEOUT).await?;
         admin.info(&["replication", "memory"]).await
     }
     .await;
@@ -248,7 +270,12 @@ async fn observe(
     health.valkey_role = info.get("role").map(str::to_string);
     if health.valkey_role.as_deref() == Some("master") {
         health.repl_offset = info.int("master_repl_offset");
-        health.online_replicas = Some(info.replicas().iter().filter(|r| r.state == "online").count() as i64);
+        health.online_replicas = Some(
+            info.replicas()
+                .iter()
+                .filter(|r| r.state == "online")
+                .count() as i64,
+        );
         health.bytes_behind = None;
         return (health, Some(info));
     }
@@ -256,7 +283,9 @@ async fn observe(
     health.repl_offset = info.int("slave_repl_offset");
     health.link_up = Some(info.get("master_link_status") == Some("up"));
     health.last_io_seconds_ago = info.int("master_last_io_seconds_ago").filter(|v| *v >= 0);
-    health.link_down_since_seconds = info.int("master_link_down_since_seconds").filter(|v| *v >= 0);
+    health.link_down_since_seconds = info
+        .int("master_link_down_since_seconds")
+        .filter(|v| *v >= 0);
     health.sync_in_progress = info.int("master_sync_in_progress") == Some(1);
     if health.sync_in_progress {
         health.sync_read_bytes = info.int("master_sync_read_bytes");
@@ -266,7 +295,8 @@ async fn observe(
             .filter(|t| *t > 0)
             .or_else(|| primary_info.and_then(|p| p.int("used_memory_dataset")));
     }
-    if let (Some(pinfo), Some(primary), Some(offset)) = (primary_info, primary, health.repl_offset) {
+    if let (Some(pinfo), Some(primary), Some(offset)) = (primary_info, primary, health.repl_offset)
+    {
         let primary_offset = pinfo.int("master_repl_offset").unwrap_or(0);
         health.bytes_behind = Some((primary_offset - offset).max(0));
         let listed_online = pinfo

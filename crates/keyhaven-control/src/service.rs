@@ -60,7 +60,10 @@ impl App {
         {
             return Err(AppError::invalid(
                 "project_mismatch",
-                format!("Body project '{}' differs from the project '{project}' in the URL", p.chars().take(64).collect::<String>()),
+                format!(
+                    "Body project '{}' differs from the project '{project}' in the URL",
+                    p.chars().take(64).collect::<String>()
+                ),
             ));
         }
         if !SERVICE_TYPES.contains(&req.service_type.as_str()) {
@@ -101,11 +104,15 @@ impl App {
         let id = uuid::Uuid::new_v4().to_string();
         let detail = self.store.write(|tx| {
             let project_row = visible_project(tx, caller, project)?;
-            let cloud = self.resolve_cloud(req.cloud.as_deref(), Some(&project_row.default_cloud))?;
+            let cloud =
+                self.resolve_cloud(req.cloud.as_deref(), Some(&project_row.default_cloud))?;
             if tx.service_by_name(project, &req.service_name)?.is_some() {
                 return Err(AppError::conflict(
                     "service_exists",
-                    format!("Service '{}' already exists in project '{project}'", req.service_name),
+                    format!(
+                        "Service '{}' already exists in project '{project}'",
+                        req.service_name
+                    ),
                 ));
             }
             if tx.service_count(project)? >= self.config.max_services_per_project {
@@ -136,7 +143,11 @@ impl App {
                     service_password: new_password(32),
                     admin_password: new_password(32),
                     repl_password: new_password(32),
-                    role: if source.is_some() { Role::Replica } else { Role::Primary },
+                    role: if source.is_some() {
+                        Role::Replica
+                    } else {
+                        Role::Primary
+                    },
                 },
                 now,
             )?;
@@ -158,7 +169,11 @@ impl App {
         Ok(detail)
     }
 
-    pub fn service_list(&self, caller: &Caller, project: &str) -> Result<Vec<ServiceDetail>, AppError> {
+    pub fn service_list(
+        &self,
+        caller: &Caller,
+        project: &str,
+    ) -> Result<Vec<ServiceDetail>, AppError> {
         self.store.read(|tx| {
             visible_project(tx, caller, project)?;
             tx.services_of_project(project)?
@@ -168,7 +183,12 @@ impl App {
         })
     }
 
-    pub fn service_get(&self, caller: &Caller, project: &str, name: &str) -> Result<ServiceDetail, AppError> {
+    pub fn service_get(
+        &self,
+        caller: &Caller,
+        project: &str,
+        name: &str,
+    ) -> Result<ServiceDetail, AppError> {
         self.store.read(|tx| {
             visible_project(tx, caller, project)?;
             let row = tx
@@ -180,7 +200,12 @@ impl App {
 
     /// Deletes a service. Its node is retired in the same transaction; the reconciler
     /// stops the process and frees the port right after.
-    pub fn service_delete(&self, caller: &Caller, project: &str, name: &str) -> Result<(), AppError> {
+    pub fn service_delete(
+        &self,
+        caller: &Caller,
+        project: &str,
+        name: &str,
+    ) -> Result<(), AppError> {
         let now = now_micros();
         self.store.write(|tx| {
             visible_project(tx, caller, project)?;
@@ -273,12 +298,16 @@ fn replica_source(project: &str, items: &[IntegrationRequest]) -> Result<Option<
                 "A read replica must be in the same project as its primary",
             ));
         }
-        let name = item.source_service.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
-            AppError::invalid(
-                "missing_source_service",
-                "A read_replica integration needs source_service (the primary's name)",
-            )
-        })?;
+        let name = item
+            .source_service
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                AppError::invalid(
+                    "missing_source_service",
+                    "A read_replica integration needs source_service (the primary's name)",
+                )
+            })?;
         source = Some(name);
     }
     Ok(source)
@@ -303,7 +332,9 @@ fn check_replica_source(tx: &Tx<'_>, project: &str, name: &str) -> Result<Servic
     if links.iter().any(|l| l.dest_service_id == source.id) || source.role == Role::Replica {
         return Err(AppError::invalid(
             "replica_of_replica",
-            format!("Service '{name}' is itself a read replica; create the replica from its primary"),
+            format!(
+                "Service '{name}' is itself a read replica; create the replica from its primary"
+            ),
         ));
     }
     let replicas: Vec<&str> = links
@@ -326,7 +357,10 @@ fn check_replica_source(tx: &Tx<'_>, project: &str, name: &str) -> Result<Servic
 pub(crate) fn detail_of(tx: &Tx<'_>, row: ServiceRow) -> Result<ServiceDetail, AppError> {
     let integrations = tx.integrations_of_service(&row.id)?;
     let mut replicas = Vec::new();
-    for link in integrations.iter().filter(|l| l.source_service_id == row.id) {
+    for link in integrations
+        .iter()
+        .filter(|l| l.source_service_id == row.id)
+    {
         if let Some(r) = tx.service_by_id(&link.dest_service_id)? {
             replicas.push(r);
         }

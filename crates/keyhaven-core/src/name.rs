@@ -38,7 +38,10 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
         return Err(NameError::TooLong { kind, len });
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(NameError::BadStart { kind, name: shown() });
+        return Err(NameError::BadStart {
+            kind,
+            name: shown(),
+        });
     }
     if let Some(found) = name
         .chars()
@@ -51,7 +54,10 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
         });
     }
     if name.ends_with('-') {
-        return Err(NameError::TrailingDash { kind, name: shown() });
+        return Err(NameError::TrailingDash {
+            kind,
+            name: shown(),
+        });
     }
     Ok(())
 }

@@ -84,7 +84,10 @@ mod tests {
         let cfg = UserConfig::from_json(Some(&json!({"valkey_maxmemory_policy": "allkeys-lru"})))
             .unwrap();
         assert_eq!(cfg.maxmemory_policy(), "allkeys-lru");
-        assert_eq!(UserConfig::from_json(None).unwrap().maxmemory_policy(), "noeviction");
+        assert_eq!(
+            UserConfig::from_json(None).unwrap().maxmemory_policy(),
+            "noeviction"
+        );
         assert_eq!(
             UserConfig::from_json(Some(&json!({"nope": 1}))),
             Err(UserConfigError::UnknownKey("nope".into()))

@@ -2,8 +2,8 @@
 
 use crate::ADMIN_USER;
 use crate::info::Info;
-use redis::aio::MultiplexedConnection;
 pub use redis::RedisError;
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 use std::time::Duration;
 
@@ -32,7 +32,9 @@ impl Admin {
     }
 
     pub async fn ping(&mut self) -> Result<(), RedisError> {
-        redis::cmd("PING").query_async::<String>(&mut self.conn).await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn)
+            .await?;
         Ok(())
     }
 

@@ -63,10 +63,12 @@ pub enum Ensured {
 
 #[derive(Debug, Error)]
 pub enum RuntimeError {
-    #[error(
-        "refusing generation {wanted} of node {id}: generation {applied} was applied already"
-    )]
-    StaleGeneration { id: String, wanted: i64, applied: i64 },
+    #[error("refusing generation {wanted} of node {id}: generation {applied} was applied already")]
+    StaleGeneration {
+        id: String,
+        wanted: i64,
+        applied: i64,
+    },
     #[error("could not start valkey-server for {label}: {reason}")]
     Start { label: String, reason: String },
     #[error("valkey-server of {label} did not accept the change: {reason}")]

@@ -50,7 +50,12 @@ struct CrashRecord {
 }
 
 impl LocalRuntime {
-    pub fn new(data_dir: &Path, valkey_server: PathBuf, bind: String, on_exit: Arc<Notify>) -> Self {
+    pub fn new(
+        data_dir: &Path,
+        valkey_server: PathBuf,
+        bind: String,
+        on_exit: Arc<Notify>,
+    ) -> Self {
         LocalRuntime {
             nodes_dir: data_dir.join("nodes"),
             valkey_server,
@@ -92,8 +97,8 @@ impl LocalRuntime {
         if rec.consecutive <= 1 {
             return None;
         }
-        let wait = Duration::from_millis(100 * 2u64.saturating_pow(rec.consecutive - 2))
-            .min(MAX_BACKOFF);
+        let wait =
+            Duration::from_millis(100 * 2u64.saturating_pow(rec.consecutive - 2)).min(MAX_BACKOFF);
         (rec.last_exit_at.elapsed() < wait).then(|| rec.last_exit.clone())
     }
 
@@ -122,7 +127,8 @@ impl LocalRuntime {
             label: spec.label.clone(),
             reason: "the process exited at once".into(),
         })?;
-        write_atomic(&dir.join("node.pid"), pid.to_string().as_bytes()).map_err(Self::io(&spec.id))?;
+        write_atomic(&dir.join("node.pid"), pid.to_string().as_bytes())
+            .map_err(Self::io(&spec.id))?;
         info!(node = %spec.label, pid, port = spec.port, role = spec.role.as_str(), "started valkey-server");
 
         let crashes = self.crashes.clone();
@@ -277,8 +283,11 @@ impl Runtime for LocalRuntime {
             if applied != Some(spec.generation) {
                 self.apply_role(spec).await?;
                 info!(node = %spec.label, generation = spec.generation, role = spec.role.as_str(), "applied role to running valkey-server");
-                write_atomic(&dir.join("generation"), spec.generation.to_string().as_bytes())
-                    .map_err(Self::io(&spec.id))?;
+                write_atomic(
+                    &dir.join("generation"),
+                    spec.generation.to_string().as_bytes(),
+                )
+                .map_err(Self::io(&spec.id))?;
             }
             return Ok(Ensured::Running {
                 pid,
@@ -289,8 +298,11 @@ impl Runtime for LocalRuntime {
             return Ok(Ensured::BackingOff { last_exit });
         }
         // The config on disk already carries the role, so a fresh process starts in it.
-        write_atomic(&dir.join("generation"), spec.generation.to_string().as_bytes())
-            .map_err(Self::io(&spec.id))?;
+        write_atomic(
+            &dir.join("generation"),
+            spec.generation.to_string().as_bytes(),
+        )
+        .map_err(Self::io(&spec.id))?;
         let pid = self.spawn(spec, &dir).await?;
         Ok(Ensured::Running {
             pid,

@@ -13,12 +13,17 @@ pub fn is_our_node(pid: u32, dir: &Path) -> bool {
         Err(_) => return false,
     };
     // The state follows the parenthesised command name: "pid (comm) S ...".
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
     if matches!(state, Some('Z') | Some('X') | None) {
         return false;
     }
     let is_valkey = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .map(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().contains("valkey")))
+        .map(|exe| {
+            exe.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("valkey"))
+        })
         .unwrap_or(false);
     is_valkey && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
 }

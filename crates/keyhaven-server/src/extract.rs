@@ -27,7 +27,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 )
             })?;
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            let what = if e.is_data() { "has a wrong field" } else { "is not valid JSON" };
+            let what = if e.is_data() {
+                "has a wrong field"
+            } else {
+                "is not valid JSON"
+            };
             HttpError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
@@ -57,7 +61,10 @@ pub struct Auth(pub Caller);
 impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -49,3 +49,43 @@ pub fn document() -> String {
         .to_pretty_json()
         .expect("the OpenAPI document serializes")
 }
+
+#[cfg(test)]
+mod tests {
+    /// `openapi.json` at the repository root must be exactly what the code generates.
+    /// Regenerate it with `cargo run -- openapi > openapi.json` (or `KEYHAVEN_BLESS=1` here).
+    #[test]
+    fn checked_in_openapi_document_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
+        let generated = format!("{}\n", super::document());
+        if std::env::var_os("KEYHAVEN_BLESS").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "openapi.json is out of date; regenerate it with `cargo run -- openapi > openapi.json`"
+        );
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        let doc: serde_json::Value = serde_json::from_str(&super::document()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for p in [
+            "/v1/project/{project}/service",
+            "/v1/project/{project}/service/{service}",
+            "/v1/project/{project}/service/{service}/integration",
+            "/v1/project/{project}/integration/{integration_id}",
+            "/v1/project/{project}/service-types/{service_type}",
+            "/v1/userauth",
+        ] {
+            assert!(
+                paths.contains_key(p),
+                "{p} missing from the OpenAPI document"
+            );
+        }
+        let service = &doc["components"]["schemas"]["Service"]["properties"];
+        assert!(service.get("keyhaven_replication").is_some());
+    }
+}

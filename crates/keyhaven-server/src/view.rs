@@ -54,7 +54,8 @@ pub fn integration(row: &IntegrationRow) -> ServiceIntegration {
 }
 
 fn link_status(h: &NodeHealth) -> Option<String> {
-    h.link_up.map(|up| if up { "up" } else { "down" }.to_string())
+    h.link_up
+        .map(|up| if up { "up" } else { "down" }.to_string())
 }
 
 pub fn service(app: &App, d: &ServiceDetail) -> Service {
@@ -72,9 +73,10 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
         .find(|l| l.dest_service_id == row.id)
         .map(|l| l.source_service.clone());
     let replication = Replication {
-        observed_role: h.valkey_role.as_deref().map(|r| {
-            if r == "master" { "primary" } else { "replica" }.to_string()
-        }),
+        observed_role: h
+            .valkey_role
+            .as_deref()
+            .map(|r| if r == "master" { "primary" } else { "replica" }.to_string()),
         offset: h.repl_offset,
         primary_service: primary.clone(),
         link_status: link_status(h),

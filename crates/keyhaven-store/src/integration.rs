@@ -98,15 +98,20 @@ impl Tx<'_> {
 
     /// Every link in the `promoting` state (what a restarted Keyhaven must roll forward).
     pub fn integrations_promoting(&self) -> Result<Vec<IntegrationRow>> {
-        let mut stmt = self
-            .tx
-            .prepare(&format!("{SELECT} WHERE i.status = 'promoting' ORDER BY i.create_time"))?;
+        let mut stmt = self.tx.prepare(&format!(
+            "{SELECT} WHERE i.status = 'promoting' ORDER BY i.create_time"
+        ))?;
         let rows = stmt.query_map([], from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Moves a link from `from` to `to`; false when it was not in `from` (someone else won).
-    pub fn integration_set_status(&self, id: &str, from: LinkStatus, to: LinkStatus) -> Result<bool> {
+    pub fn integration_set_status(
+        &self,
+        id: &str,
+        from: LinkStatus,
+        to: LinkStatus,
+    ) -> Result<bool> {
         Ok(self.tx.execute(
             "UPDATE integrations SET status = ?3 WHERE id = ?1 AND status = ?2",
             params![id, from.as_str(), to.as_str()],
@@ -114,6 +119,9 @@ impl Tx<'_> {
     }
 
     pub fn integration_delete(&self, id: &str) -> Result<bool> {
-        Ok(self.tx.execute("DELETE FROM integrations WHERE id = ?1", [id])? == 1)
+        Ok(self
+            .tx
+            .execute("DELETE FROM integrations WHERE id = ?1", [id])?
+            == 1)
     }
 }

@@ -232,7 +232,8 @@ impl Tx<'_> {
              SELECT id, port, ?2 FROM services WHERE id = ?1",
             params![id, now],
         )?;
-        self.tx.execute("DELETE FROM services WHERE id = ?1", [id])?;
+        self.tx
+            .execute("DELETE FROM services WHERE id = ?1", [id])?;
         Ok(())
     }
 
@@ -251,8 +252,10 @@ impl Tx<'_> {
 
     /// The node of a deleted service is gone and its port free again.
     pub fn retired_node_released(&self, service_id: &str) -> Result<()> {
-        self.tx
-            .execute("DELETE FROM retired_nodes WHERE service_id = ?1", [service_id])?;
+        self.tx.execute(
+            "DELETE FROM retired_nodes WHERE service_id = ?1",
+            [service_id],
+        )?;
         Ok(())
     }
 }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "keyhaven", version, about = "Managed Valkey with read replicas, on your own machines")]
+#[command(
+    name = "keyhaven",
+    version,
+    about = "Managed Valkey with read replicas, on your own machines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

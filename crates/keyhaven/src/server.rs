@@ -51,11 +51,21 @@ pub struct DownArgs {
 }
 
 fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
-    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 16000-16999")?;
-    let a: u16 = a.trim().parse().map_err(|_| format!("'{a}' is not a port"))?;
-    let b: u16 = b.trim().parse().map_err(|_| format!("'{b}' is not a port"))?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected FIRST-LAST, e.g. 16000-16999")?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{a}' is not a port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{b}' is not a port"))?;
     if a == 0 || a > b {
-        return Err(format!("'{s}' is not a port range (FIRST-LAST, FIRST <= LAST, no port 0)"));
+        return Err(format!(
+            "'{s}' is not a port range (FIRST-LAST, FIRST <= LAST, no port 0)"
+        ));
     }
     Ok(a..=b)
 }
@@ -69,7 +79,11 @@ fn find_valkey_server(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         bail!("valkey-server not found at {}", path.display());
     }
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("valkey-server")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("valkey-server"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     let beside_exe = std::env::current_exe()
         .ok()
@@ -99,9 +113,8 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
         .mode(0o600)
         .open(dir.join("keyhaven.lock"))
         .with_context(|| format!("cannot open the lock file in {}", dir.display()))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
-        anyhow::anyhow!("another keyhaven server already runs on {}", dir.display())
-    })
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| anyhow::anyhow!("another keyhaven server already runs on {}", dir.display()))
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -120,8 +133,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -131,7 +143,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                args.data_dir.display()
+            )
+        })?;
     std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
@@ -195,7 +212,10 @@ async fn shutdown_signal() {
 
 pub async fn down(args: DownArgs) -> anyhow::Result<()> {
     if !args.data_dir.exists() {
-        println!("nothing to stop: {} does not exist", args.data_dir.display());
+        println!(
+            "nothing to stop: {} does not exist",
+            args.data_dir.display()
+        );
         return Ok(());
     }
     let data_dir = args.data_dir.canonicalize()?;

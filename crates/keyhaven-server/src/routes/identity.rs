@@ -21,7 +21,14 @@ fn user_view(row: &UserRow, projects: Vec<String>) -> User {
         state: "active".into(),
         token_validity_begin: iso8601(row.create_time),
         projects,
-        auth: vec![if row.password_hash.is_some() { "password" } else { "token" }.into()],
+        auth: vec![
+            if row.password_hash.is_some() {
+                "password"
+            } else {
+                "token"
+            }
+            .into(),
+        ],
         create_time: iso8601(row.create_time),
     }
 }
@@ -45,7 +52,7 @@ pub async fn user_create(
 }
 
 /// Signs in with email and password; answers a new token (no token needed).
-#[utoipa::path(post, path = "/v1/userauth", tag = "identity", request_body = UserAuthRequest,
+#[utoipa::path(post, path = "/v1/userauth", tag = "identity", security(()), request_body = UserAuthRequest,
     responses((status = 200, body = UserAuthResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn user_auth(
     State(app): State<Arc<App>>,
@@ -62,8 +69,15 @@ pub async fn user_auth(
 /// The caller.
 #[utoipa::path(get, path = "/v1/me", tag = "identity",
     responses((status = 200, body = MeResponse), (status = 403, body = ErrorBody)))]
-pub async fn me(State(app): State<Arc<App>>, Auth(caller): Auth) -> Result<Json<MeResponse>, HttpError> {
-    let projects = app.my_projects(&caller)?.into_iter().map(|p| p.name).collect();
+pub async fn me(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+) -> Result<Json<MeResponse>, HttpError> {
+    let projects = app
+        .my_projects(&caller)?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     Ok(Json(MeResponse {
         user: user_view(&caller.user, projects),
     }))

@@ -55,11 +55,21 @@ pub async fn service_integration_delete(
 ) -> Result<Json<MessageBody>, HttpError> {
     let p = app.integration_delete(&caller, &project, &id).await?;
     let detail = match (p.write_pause, p.lost_bytes_estimate) {
-        (Some(pause), _) => format!("writes on '{}' paused {:.1} ms", p.primary, pause.as_secs_f64() * 1000.0),
-        (None, Some(lost)) => format!("'{}' did not answer; up to {lost} bytes may be missing", p.primary),
+        (Some(pause), _) => format!(
+            "writes on '{}' paused {:.1} ms",
+            p.primary,
+            pause.as_secs_f64() * 1000.0
+        ),
+        (None, Some(lost)) => format!(
+            "'{}' did not answer; up to {lost} bytes may be missing",
+            p.primary
+        ),
         (None, None) => "it was detached already".into(),
     };
     Ok(Json(MessageBody {
-        message: format!("Service integration deleted: '{}' is now a primary ({detail})", p.replica),
+        message: format!(
+            "Service integration deleted: '{}' is now a primary ({detail})",
+            p.replica
+        ),
     }))
 }

@@ -8,21 +8,21 @@ use axum::http::StatusCode;
 use keyhaven_api::error::ErrorBody;
 use keyhaven_api::project::{Cloud, CloudList, ServicePlan, ServiceType, ServiceTypeList, VpcList};
 use keyhaven_control::App;
+use keyhaven_core::Plan;
 use keyhaven_core::plan::PLANS;
 use keyhaven_core::user_config::MAXMEMORY_POLICIES;
-use keyhaven_core::Plan;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "Keyhaven runs")))]
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()), responses((status = 200, description = "Keyhaven runs")))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// The store answers.
-#[utoipa::path(get, path = "/readyz", tag = "meta", responses((status = 200, description = "Ready"), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", tag = "meta", security(()), responses((status = 200, description = "Ready"), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, HttpError> {
     app.store
         .read(|tx| tx.project_get("default"))
@@ -31,7 +31,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Valu
 }
 
 /// Clouds of this server's configuration (no token needed).
-#[utoipa::path(get, path = "/v1/clouds", tag = "meta", responses((status = 200, body = CloudList)))]
+#[utoipa::path(get, path = "/v1/clouds", tag = "meta", security(()), responses((status = 200, body = CloudList)))]
 pub async fn cloud_list(State(app): State<Arc<App>>) -> Json<CloudList> {
     Json(CloudList {
         clouds: app
@@ -108,7 +108,10 @@ fn type_list(app: &App) -> ServiceTypeList {
 /// Service types and their plans.
 #[utoipa::path(get, path = "/v1/service_types", tag = "meta",
     responses((status = 200, body = ServiceTypeList), (status = 403, body = ErrorBody)))]
-pub async fn service_type_list(State(app): State<Arc<App>>, Auth(_): Auth) -> Json<ServiceTypeList> {
+pub async fn service_type_list(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+) -> Json<ServiceTypeList> {
     Json(type_list(&app))
 }
 

@@ -20,18 +20,36 @@ pub fn router() -> Router<Arc<App>> {
         .route("/readyz", get(meta::readyz))
         .route("/v1/clouds", get(meta::cloud_list))
         .route("/v1/service_types", get(meta::service_type_list))
-        .route("/v1/project/{project}/service_types", get(meta::project_service_type_list))
-        .route("/v1/project/{project}/service-types/{service_type}", get(meta::project_service_type_get))
+        .route(
+            "/v1/project/{project}/service_types",
+            get(meta::project_service_type_list),
+        )
+        .route(
+            "/v1/project/{project}/service-types/{service_type}",
+            get(meta::project_service_type_get),
+        )
         .route("/v1/project/{project}/vpcs", get(meta::vpc_list))
         .route("/v1/user", post(identity::user_create))
         .route("/v1/userauth", post(identity::user_auth))
         .route("/v1/me", get(identity::me))
         .route("/v1/access_token", post(identity::access_token_create))
-        .route("/v1/access_token/{token}", delete(identity::access_token_revoke))
-        .route("/v1/project", get(project::project_list).post(project::project_create))
+        .route(
+            "/v1/access_token/{token}",
+            delete(identity::access_token_revoke),
+        )
+        .route(
+            "/v1/project",
+            get(project::project_list).post(project::project_create),
+        )
         .route("/v1/project/{project}", get(project::project_get))
-        .route("/v1/project/{project}/invite", post(project::project_invite))
-        .route("/v1/project/{project}/service", get(service::service_list).post(service::service_create))
+        .route(
+            "/v1/project/{project}/invite",
+            post(project::project_invite),
+        )
+        .route(
+            "/v1/project/{project}/service",
+            get(service::service_list).post(service::service_create),
+        )
         .route(
             "/v1/project/{project}/service/{service}",
             get(service::service_get).delete(service::service_delete),
@@ -40,7 +58,10 @@ pub fn router() -> Router<Arc<App>> {
             "/v1/project/{project}/service/{service}/integration",
             get(integration::service_integration_list),
         )
-        .route("/v1/project/{project}/integration", post(integration::service_integration_create))
+        .route(
+            "/v1/project/{project}/integration",
+            post(integration::service_integration_create),
+        )
         .route(
             "/v1/project/{project}/integration/{integration_id}",
             delete(integration::service_integration_delete),

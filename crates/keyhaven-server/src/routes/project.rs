@@ -14,9 +14,16 @@ use std::sync::Arc;
 /// Projects the caller is a member of.
 #[utoipa::path(get, path = "/v1/project", tag = "project",
     responses((status = 200, body = ProjectList), (status = 403, body = ErrorBody)))]
-pub async fn project_list(State(app): State<Arc<App>>, Auth(caller): Auth) -> Result<Json<ProjectList>, HttpError> {
+pub async fn project_list(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+) -> Result<Json<ProjectList>, HttpError> {
     Ok(Json(ProjectList {
-        projects: app.my_projects(&caller)?.iter().map(view::project).collect(),
+        projects: app
+            .my_projects(&caller)?
+            .iter()
+            .map(view::project)
+            .collect(),
     }))
 }
 

@@ -1,1 +1,150 @@
-pub fn placeholder() {}
+//! The real `avn` (PyPI aiven-client, installed by scripts/setup) against Keyhaven: the
+//! commands of Aiven's docs, verbatim but for URL and token.
+
+use crate::harness::*;
+use redis::AsyncCommands;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+struct Avn<'a> {
+    p: &'a Platform,
+    config_dir: tempfile::TempDir,
+}
+
+impl Avn<'_> {
+    fn new(p: &Platform) -> Avn<'_> {
+        Avn {
+            p,
+            config_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn binary() -> PathBuf {
+        let avn = workspace_root().join(".venv/bin/avn");
+        assert!(
+            avn.exists(),
+            "{} is missing: run scripts/setup first",
+            avn.display()
+        );
+        avn
+    }
+
+    /// `avn --url URL <args>` with the admin token in AIVEN_AUTH_TOKEN.
+    fn run(&self, args: &str) -> Output {
+        let out = Command::new(Self::binary())
+            .args(["--url", &self.p.base])
+            .args(args.split_whitespace())
+            .env("AIVEN_CONFIG_DIR", self.config_dir.path())
+            .env("AIVEN_AUTH_TOKEN", &self.p.token)
+            .output()
+            .unwrap();
+        eprintln!(
+            "avn {args}\n  exit {:?}\n  stdout: {}\n  stderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs and asserts exit code 0; returns stdout.
+    fn ok(&self, args: &str) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "avn {args} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avn_runs_the_docs_commands_against_keyhaven() {
+    let p = Platform::start().await;
+    let avn = Avn::new(&p);
+
+    avn.ok("service create -t valkey -p startup-4 --project default primary");
+    // The docs page's CLI command, verbatim.
+    avn.ok("service create -t valkey -p startup-4 --project default --read-replica-for primary replica");
+    avn.ok("service wait --project default primary replica");
+
+    let list = avn.ok("service list --project default");
+    assert!(
+        list.contains("primary") && list.contains("replica") && list.contains("RUNNING"),
+        "{list}"
+    );
+    let got: Value =
+        serde_json::from_str(&avn.ok("service get --json --project default replica")).unwrap();
+    assert_eq!(got["state"], "RUNNING");
+    assert_eq!(
+        got["service_integrations"][0]["integration_type"],
+        "read_replica"
+    );
+
+    // A name that exists: an error, unless --no-fail-if-exists.
+    let dup = avn.run("service create -t valkey -p startup-4 --project default primary");
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    avn.ok("service create -t valkey -p startup-4 --project default --no-fail-if-exists primary");
+
+    // Replication is real: a write on the primary shows up on the replica.
+    let mut pc = valkey(&p.service("primary").await).await;
+    let _: () = pc.set("via-avn", "1").await.unwrap();
+    let mut rc = valkey(&p.service("replica").await).await;
+    wait_for("replication", Duration::from_secs(5), async || {
+        let v: Option<String> = rc.get("via-avn").await.unwrap();
+        v
+    })
+    .await;
+
+    // Promote: the docs' two CLI steps.
+    let table = avn.ok("service integration-list --project default replica");
+    let id = table
+        .lines()
+        .find(|l| l.contains("read_replica"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no read_replica row: {table}"))
+        .to_string();
+    assert_eq!(id, p.link_id("replica").await);
+    avn.ok(&format!(
+        "service integration-delete --project default {id}"
+    ));
+    let s = p.service("replica").await;
+    assert_eq!(s["keyhaven_role"], "primary");
+    let _: () = rc.set("writable-now", "1").await.unwrap();
+    assert!(
+        !avn.ok("service integration-list --project default replica")
+            .contains("read_replica")
+    );
+
+    // Projects and login.
+    assert!(avn.ok("project list").contains("default"));
+    let login = Command::new(Avn::binary())
+        .args([
+            "--url",
+            &p.base,
+            "user",
+            "login",
+            "admin@localhost",
+            "--token",
+        ])
+        .env("AIVEN_CONFIG_DIR", avn.config_dir.path())
+        .env("AIVEN_AUTH_TOKEN", &p.token)
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let creds =
+        std::fs::read_to_string(avn.config_dir.path().join("aiven-credentials.json")).unwrap();
+    assert!(creds.contains(&p.token));
+
+    avn.ok("service terminate --project default --force replica");
+    avn.ok("service terminate --project default --force primary");
+    wait_for("no nodes left", Duration::from_secs(20), async || {
+        p.running_nodes().is_empty().then_some(())
+    })
+    .await;
+}

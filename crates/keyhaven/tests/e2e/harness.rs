@@ -16,7 +16,10 @@ static NEXT_PORT_BLOCK: AtomicU16 = AtomicU16::new(0);
 const PORTS_PER_PLATFORM: u16 = 30;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The valkey-server the tests use: `KEYHAVEN_VALKEY_SERVER`, else the one scripts/setup
@@ -26,18 +29,29 @@ pub fn valkey_server() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = workspace_root().join(".venv/bin/valkey-server");
-    assert!(p.exists(), "{} is missing: run scripts/setup first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup first",
+        p.display()
+    );
     p
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -64,12 +78,18 @@ impl Platform {
         // Keyhaven skips ports in use anyway.
         let first = 20000 + (std::process::id() % 40) as u16 * 1000 + block * PORTS_PER_PLATFORM;
         let mut p = Platform {
-            data_dir: tempfile::Builder::new().prefix("keyhaven-test").tempdir().unwrap(),
+            data_dir: tempfile::Builder::new()
+                .prefix("keyhaven-test")
+                .tempdir()
+                .unwrap(),
             ports: (first, first + PORTS_PER_PLATFORM - 1),
             server: None,
             base: String::new(),
             token: String::new(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
         };
         p.start_server().await;
@@ -101,7 +121,10 @@ impl Platform {
             .arg(self.data())
             .arg("--valkey-server")
             .arg(valkey_server())
-            .args(["--valkey-ports", &format!("{}-{}", self.ports.0, self.ports.1)])
+            .args([
+                "--valkey-ports",
+                &format!("{}-{}", self.ports.0, self.ports.1),
+            ])
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -110,9 +133,15 @@ impl Platform {
             .spawn()
             .expect("keyhaven starts");
         self.server = Some(child);
-        let addr = wait_for("the server to listen", Duration::from_secs(20), async || {
-            std::fs::read_to_string(&addr_file).ok().filter(|s| s.ends_with('\n'))
-        })
+        let addr = wait_for(
+            "the server to listen",
+            Duration::from_secs(20),
+            async || {
+                std::fs::read_to_string(&addr_file)
+                    .ok()
+                    .filter(|s| s.ends_with('\n'))
+            },
+        )
         .await;
         self.base = format!("http://{}", addr.trim());
     }
@@ -120,7 +149,9 @@ impl Platform {
     /// Stops the server with SIGTERM, as an operator would; valkey-servers keep running.
     pub async fn stop_server(&mut self) {
         if let Some(mut child) = self.server.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while child.try_wait().unwrap().is_none() {
                 assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
@@ -142,7 +173,13 @@ impl Platform {
         self.call_as(&self.token, method, path, body).await
     }
 
-    pub async fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self
             .http
@@ -166,7 +203,12 @@ impl Platform {
         body["service"].clone()
     }
 
-    pub async fn try_create(&self, name: &str, plan: &str, replica_of: Option<&str>) -> (u16, Value) {
+    pub async fn try_create(
+        &self,
+        name: &str,
+        plan: &str,
+        replica_of: Option<&str>,
+    ) -> (u16, Value) {
         let integrations = match replica_of {
             Some(p) => json!([{"integration_type": "read_replica", "source_service": p}]),
             None => json!([]),
@@ -174,31 +216,43 @@ impl Platform {
         self.call(
             "POST",
             "/v1/project/default/service",
-            Some(json!({"service_name": name, "service_type": "valkey", "plan": plan,
-                        "cloud": null, "service_integrations": integrations})),
+            Some(
+                json!({"service_name": name, "service_type": "valkey", "plan": plan,
+                        "cloud": null, "service_integrations": integrations}),
+            ),
         )
         .await
     }
 
     pub async fn service(&self, name: &str) -> Value {
-        let (status, body) = self.call("GET", &format!("/v1/project/default/service/{name}"), None).await;
+        let (status, body) = self
+            .call("GET", &format!("/v1/project/default/service/{name}"), None)
+            .await;
         assert_eq!(status, 200, "get {name}: {body}");
         body["service"].clone()
     }
 
     /// Waits until the service is RUNNING and returns its object.
     pub async fn wait_running(&self, name: &str) -> Value {
-        wait_for(&format!("{name} to be RUNNING"), Duration::from_secs(30), async || {
-            let s = self.service(name).await;
-            (s["state"] == "RUNNING").then_some(s)
-        })
+        wait_for(
+            &format!("{name} to be RUNNING"),
+            Duration::from_secs(30),
+            async || {
+                let s = self.service(name).await;
+                (s["state"] == "RUNNING").then_some(s)
+            },
+        )
         .await
     }
 
     /// The id of the read_replica link whose destination is `replica`.
     pub async fn link_id(&self, replica: &str) -> String {
         let (status, body) = self
-            .call("GET", &format!("/v1/project/default/service/{replica}/integration"), None)
+            .call(
+                "GET",
+                &format!("/v1/project/default/service/{replica}/integration"),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body["service_integrations"]
@@ -239,11 +293,15 @@ impl Platform {
         let nodes = self.data().join("nodes");
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
             if !zombie
                 && exe.is_some_and(|e| e.to_string_lossy().contains("valkey"))
                 && cwd.is_some_and(|c| c.starts_with(&nodes))
@@ -286,10 +344,17 @@ pub fn port_is_free(port: u16) -> bool {
 
 pub fn pid_alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.is_empty() && !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    !stat.is_empty()
+        && !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
 }
 
 pub fn kill9(pid: u32) {
-    let ok = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success();
+    let ok = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "kill -9 {pid} failed");
 }

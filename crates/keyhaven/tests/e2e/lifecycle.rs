@@ -11,7 +11,13 @@ async fn write_durably(con: &mut redis::aio::MultiplexedConnection, n: usize) {
     for i in 0..n {
         let _: () = con.set(format!("key:{i}"), i).await.unwrap();
     }
-    let (local, _replicas): (i64, i64) = redis::cmd("WAITAOF").arg(1).arg(0).arg(5000).query_async(con).await.unwrap();
+    let (local, _replicas): (i64, i64) = redis::cmd("WAITAOF")
+        .arg(1)
+        .arg(0)
+        .arg(5000)
+        .query_async(con)
+        .await
+        .unwrap();
     assert_eq!(local, 1, "the writes were not fsynced to the AOF");
 }
 
@@ -62,7 +68,11 @@ async fn a_restarted_keyhaven_adopts_running_services_with_their_data() {
     assert_keys(&mut con, 50).await;
 
     p.start_server().await;
-    assert_eq!(p.server_log().matches("Admin token (shown once").count(), 1, "a second admin token was minted");
+    assert_eq!(
+        p.server_log().matches("Admin token (shown once").count(),
+        1,
+        "a second admin token was minted"
+    );
     let one = p.wait_running("one").await;
     p.wait_running("two").await;
     // Adopted, not restarted: same processes, no duplicates.
@@ -102,11 +112,19 @@ async fn keyhaven_down_stops_every_node_and_a_second_server_is_refused() {
         .output()
         .unwrap();
     assert!(!second.status.success());
-    assert!(String::from_utf8_lossy(&second.stderr).contains("already runs"), "{second:?}");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already runs"),
+        "{second:?}"
+    );
 
     p.stop_server().await;
     assert_eq!(p.running_nodes().len(), 1);
-    let out = std::process::Command::new(BIN).arg("down").arg("--data-dir").arg(p.data()).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("down")
+        .arg("--data-dir")
+        .arg(p.data())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(p.running_nodes().is_empty());
 }

@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 fn assert_aiven_error(body: &Value, status: u16, code: &str) {
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
     assert_eq!(body["errors"][0]["status"], status, "{body}");
     assert_eq!(body["errors"][0]["error_code"], code, "{body}");
     assert_eq!(body["errors"][0]["message"], body["message"], "{body}");
@@ -17,13 +20,34 @@ async fn created_service_runs_and_serves_set_get_through_its_uri() {
     let p = Platform::start().await;
     let created = p.create("cache", "startup-4", None).await;
     assert_eq!(created["state"], "REBUILDING");
-    assert!(created["service_uri"].as_str().unwrap().starts_with("redis://default:"));
+    assert!(
+        created["service_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("redis://default:")
+    );
 
     let s = p.wait_running("cache").await;
-    for key in ["cloud_name", "create_time", "update_time", "group_list", "plan", "project_vpc_id",
-                "service_integrations", "service_name", "service_type", "service_uri", "state",
-                "termination_protection", "user_config", "components", "users", "connection_info",
-                "service_uri_params", "node_states"] {
+    for key in [
+        "cloud_name",
+        "create_time",
+        "update_time",
+        "group_list",
+        "plan",
+        "project_vpc_id",
+        "service_integrations",
+        "service_name",
+        "service_type",
+        "service_uri",
+        "state",
+        "termination_protection",
+        "user_config",
+        "components",
+        "users",
+        "connection_info",
+        "service_uri_params",
+        "node_states",
+    ] {
         assert!(s.get(key).is_some(), "service object lacks {key}: {s}");
     }
     assert_eq!(s["cloud_name"], "local");
@@ -36,9 +60,19 @@ async fn created_service_runs_and_serves_set_get_through_its_uri() {
     assert_eq!(got, "hello");
 
     // The service user cannot run the commands Aiven restricts.
-    for cmd in [vec!["CONFIG", "GET", "maxmemory"], vec!["REPLICAOF", "NO", "ONE"], vec!["ACL", "LIST"],
-                vec!["SHUTDOWN"], vec!["BGSAVE"], vec!["FAILOVER"], vec!["MONITOR"]] {
-        let err = redis::cmd(cmd[0]).arg(&cmd[1..]).query_async::<Value2>(&mut con).await;
+    for cmd in [
+        vec!["CONFIG", "GET", "maxmemory"],
+        vec!["REPLICAOF", "NO", "ONE"],
+        vec!["ACL", "LIST"],
+        vec!["SHUTDOWN"],
+        vec!["BGSAVE"],
+        vec!["FAILOVER"],
+        vec!["MONITOR"],
+    ] {
+        let err = redis::cmd(cmd[0])
+            .arg(&cmd[1..])
+            .query_async::<Value2>(&mut con)
+            .await;
         assert!(err.is_err(), "{cmd:?} was allowed");
     }
 
@@ -57,8 +91,19 @@ async fn bad_or_missing_tokens_get_403_and_both_schemes_work_in_any_case() {
     let body: Value = resp.json().await.unwrap();
     assert_aiven_error(&body, 403, "authentication_failed");
 
-    for header in ["aivenv1 wrong", "Basic abc", "bearer", &format!("token {}", p.token)] {
-        let resp = p.http.get(p.url("/v1/project")).header("authorization", header).send().await.unwrap();
+    for header in [
+        "aivenv1 wrong",
+        "Basic abc",
+        "bearer",
+        &format!("token {}", p.token),
+    ] {
+        let resp = p
+            .http
+            .get(p.url("/v1/project"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 403, "{header}");
     }
     for scheme in ["aivenv1", "AIVENV1", "bearer", "Bearer", "BEARER"] {
@@ -75,8 +120,19 @@ async fn bad_or_missing_tokens_get_403_and_both_schemes_work_in_any_case() {
         assert_eq!(body["projects"][0]["project_name"], "default");
     }
     // Open endpoints.
-    assert_eq!(p.http.get(p.url("/v1/clouds")).send().await.unwrap().status(), 200);
-    assert_eq!(p.http.get(p.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        p.http
+            .get(p.url("/v1/clouds"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        p.http.get(p.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,40 +140,112 @@ async fn bad_input_gets_clear_errors_and_creates_nothing() {
     let p = Platform::start().await;
     let svc = "/v1/project/default/service";
     let cases = [
-        (json!({"service_name": "Bad_Name", "service_type": "valkey", "plan": "startup-4"}), 400, "invalid_name"),
-        (json!({"service_name": "../etc", "service_type": "valkey", "plan": "startup-4"}), 400, "invalid_name"),
-        (json!({"service_name": "a".repeat(64), "service_type": "valkey", "plan": "startup-4"}), 400, "invalid_name"),
-        (json!({"service_name": "ok", "service_type": "valkey", "plan": "gold"}), 400, "unknown_plan"),
-        (json!({"service_name": "ok", "service_type": "kafka", "plan": "startup-4"}), 400, "unknown_service_type"),
-        (json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4", "cloud": "aws-eu-west-1"}), 400, "unknown_cloud"),
-        (json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4", "user_config": {"nope": 1}}), 400, "invalid_user_config"),
-        (json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4", "project": "other"}), 400, "project_mismatch"),
-        (json!({"service_name": 5, "service_type": "valkey", "plan": "startup-4"}), 400, "invalid_json"),
+        (
+            json!({"service_name": "Bad_Name", "service_type": "valkey", "plan": "startup-4"}),
+            400,
+            "invalid_name",
+        ),
+        (
+            json!({"service_name": "../etc", "service_type": "valkey", "plan": "startup-4"}),
+            400,
+            "invalid_name",
+        ),
+        (
+            json!({"service_name": "a".repeat(64), "service_type": "valkey", "plan": "startup-4"}),
+            400,
+            "invalid_name",
+        ),
+        (
+            json!({"service_name": "ok", "service_type": "valkey", "plan": "gold"}),
+            400,
+            "unknown_plan",
+        ),
+        (
+            json!({"service_name": "ok", "service_type": "kafka", "plan": "startup-4"}),
+            400,
+            "unknown_service_type",
+        ),
+        (
+            json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4", "cloud": "aws-eu-west-1"}),
+            400,
+            "unknown_cloud",
+        ),
+        (
+            json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4", "user_config": {"nope": 1}}),
+            400,
+            "invalid_user_config",
+        ),
+        (
+            json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4", "project": "other"}),
+            400,
+            "project_mismatch",
+        ),
+        (
+            json!({"service_name": 5, "service_type": "valkey", "plan": "startup-4"}),
+            400,
+            "invalid_json",
+        ),
     ];
     for (body, status, code) in cases {
         let (got, resp) = p.call("POST", svc, Some(body.clone())).await;
         assert_eq!(got, status, "{body} -> {resp}");
         assert_aiven_error(&resp, status, code);
     }
-    let (status, body) = p.call("POST", svc, Some(json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4"}))).await;
+    let (status, body) = p
+        .call(
+            "POST",
+            svc,
+            Some(json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4"})),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["service"]["service_name"] == "ok");
-    let msg_plan = p.call("POST", svc, Some(json!({"service_name": "x", "service_type": "valkey", "plan": "gold"}))).await.1;
-    assert!(msg_plan["message"].as_str().unwrap().contains("startup-4"), "{msg_plan}");
+    let msg_plan = p
+        .call(
+            "POST",
+            svc,
+            Some(json!({"service_name": "x", "service_type": "valkey", "plan": "gold"})),
+        )
+        .await
+        .1;
+    assert!(
+        msg_plan["message"].as_str().unwrap().contains("startup-4"),
+        "{msg_plan}"
+    );
 
     // Malformed JSON, an oversized body, unknown objects.
-    let resp = p.http.post(p.url(svc)).header("authorization", format!("aivenv1 {}", p.token))
-        .body("{not json").send().await.unwrap();
+    let resp = p
+        .http
+        .post(p.url(svc))
+        .header("authorization", format!("aivenv1 {}", p.token))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert_aiven_error(&resp.json().await.unwrap(), 400, "invalid_json");
-    let resp = p.http.post(p.url(svc)).header("authorization", format!("aivenv1 {}", p.token))
-        .body(vec![b' '; 200 * 1024]).send().await.unwrap();
+    let resp = p
+        .http
+        .post(p.url(svc))
+        .header("authorization", format!("aivenv1 {}", p.token))
+        .body(vec![b' '; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     assert_aiven_error(&resp.json().await.unwrap(), 413, "request_too_large");
-    let (status, body) = p.call("POST", svc, Some(json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4"}))).await;
+    let (status, body) = p
+        .call(
+            "POST",
+            svc,
+            Some(json!({"service_name": "ok", "service_type": "valkey", "plan": "startup-4"})),
+        )
+        .await;
     assert_eq!(status, 409);
     assert_aiven_error(&body, 409, "service_exists");
-    let (status, body) = p.call("GET", "/v1/project/default/service/missing", None).await;
+    let (status, body) = p
+        .call("GET", "/v1/project/default/service/missing", None)
+        .await;
     assert_eq!(status, 404);
     assert_aiven_error(&body, 404, "service_not_found");
     let (status, body) = p.call("GET", "/v1/project/nope/service", None).await;
@@ -143,16 +271,33 @@ async fn a_token_reaches_only_its_own_projects() {
     let dev_token = body["token"].as_str().unwrap().to_string();
 
     // Sign-in with the password gives another working token.
-    let resp = p.http.post(p.url("/v1/userauth")).json(&json!({"email": "dev@example.com", "password": "correct horse"}))
-        .send().await.unwrap();
+    let resp = p
+        .http
+        .post(p.url("/v1/userauth"))
+        .json(&json!({"email": "dev@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let login: Value = resp.json().await.unwrap();
     let login_token = login["token"].as_str().unwrap();
-    let resp = p.http.post(p.url("/v1/userauth")).json(&json!({"email": "dev@example.com", "password": "wrong"}))
-        .send().await.unwrap();
+    let resp = p
+        .http
+        .post(p.url("/v1/userauth"))
+        .json(&json!({"email": "dev@example.com", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
 
-    let (status, body) = p.call_as(&dev_token, "POST", "/v1/project", Some(json!({"project": "dev-proj", "cloud": null}))).await;
+    let (status, body) = p
+        .call_as(
+            &dev_token,
+            "POST",
+            "/v1/project",
+            Some(json!({"project": "dev-proj", "cloud": null})),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["project"]["project_name"], "dev-proj");
     let (_, mine) = p.call_as(login_token, "GET", "/v1/project", None).await;
@@ -160,21 +305,44 @@ async fn a_token_reaches_only_its_own_projects() {
     assert_eq!(mine["projects"][0]["project_name"], "dev-proj");
 
     // The admin's project is invisible to dev, exactly like a missing one, and vice versa.
-    let (status, body) = p.call_as(&dev_token, "GET", "/v1/project/default/service", None).await;
+    let (status, body) = p
+        .call_as(&dev_token, "GET", "/v1/project/default/service", None)
+        .await;
     assert_eq!(status, 404);
     assert_eq!(body["message"], "Project 'default' does not exist");
     let (status, _) = p.call("GET", "/v1/project/dev-proj", None).await;
     assert_eq!(status, 404);
     // Only the admin creates users.
-    let (status, _) = p.call_as(&dev_token, "POST", "/v1/user", Some(json!({"email": "x@y.z", "password": "12345678"}))).await;
+    let (status, _) = p
+        .call_as(
+            &dev_token,
+            "POST",
+            "/v1/user",
+            Some(json!({"email": "x@y.z", "password": "12345678"})),
+        )
+        .await;
     assert_eq!(status, 403);
     // An invite makes the project visible.
-    let (status, _) = p.call_as(&dev_token, "POST", "/v1/project/dev-proj/invite", Some(json!({"user_email": "admin@localhost"}))).await;
+    let (status, _) = p
+        .call_as(
+            &dev_token,
+            "POST",
+            "/v1/project/dev-proj/invite",
+            Some(json!({"user_email": "admin@localhost"})),
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, _) = p.call("GET", "/v1/project/dev-proj", None).await;
     assert_eq!(status, 200);
     // Revoked tokens stop working.
-    let (status, _) = p.call_as(login_token, "DELETE", &format!("/v1/access_token/{login_token}"), None).await;
+    let (status, _) = p
+        .call_as(
+            login_token,
+            "DELETE",
+            &format!("/v1/access_token/{login_token}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, _) = p.call_as(login_token, "GET", "/v1/project", None).await;
     assert_eq!(status, 403);
@@ -190,13 +358,19 @@ async fn deleting_a_service_stops_its_process_and_frees_its_port() {
     let port = s["components"][0]["port"].as_u64().unwrap() as u16;
     assert!(!port_is_free(port));
 
-    let (status, body) = p.call("DELETE", "/v1/project/default/service/doomed", None).await;
+    let (status, body) = p
+        .call("DELETE", "/v1/project/default/service/doomed", None)
+        .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = p.call("GET", "/v1/project/default/service/doomed", None).await;
+    let (status, _) = p
+        .call("GET", "/v1/project/default/service/doomed", None)
+        .await;
     assert_eq!(status, 404);
-    wait_for("the process to exit and the port to be free", Duration::from_secs(20), async || {
-        (!pid_alive(pid) && port_is_free(port)).then_some(())
-    })
+    wait_for(
+        "the process to exit and the port to be free",
+        Duration::from_secs(20),
+        async || (!pid_alive(pid) && port_is_free(port)).then_some(()),
+    )
     .await;
     assert!(p.running_nodes().is_empty());
     // The name is free again at once.
