@@ -416,3 +416,176 @@ async fn promotion_with_the_primary_down_detaches_and_records_the_gap() {
     let mut rc = valkey(&s).await;
     let _: () = rc.set("k", "v").await.unwrap();
 }
+
+/// Keyhaven's admin password of a node, from its generated config (tests only: it lets a
+/// test break replication the way a network fault would).
+fn admin_password(p: &Platform, service: &Value) -> String {
+    let port = service["components"][0]["port"].as_u64().unwrap() as u16;
+    let conf = std::fs::read_to_string(p.node_dir_of_port(port).join("valkey.conf")).unwrap();
+    conf.lines()
+        .find_map(|l| l.strip_prefix("user keyhaven-admin on >"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string()
+}
+
+async fn admin(p: &Platform, service: &Value) -> redis::aio::MultiplexedConnection {
+    let port = service["components"][0]["port"].as_u64().unwrap();
+    let url = format!(
+        "redis://keyhaven-admin:{}@127.0.0.1:{port}/",
+        admin_password(p, service)
+    );
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_cannot_catch_up_is_not_promoted_and_nothing_changes() {
+    let p = Platform::start_with(&["--promotion-pause-ms", "300"]).await;
+    p.create("ahead", "startup-4", None).await;
+    let primary = p.wait_running("ahead").await;
+    p.create("behind", "startup-4", Some("ahead")).await;
+    let replica = p.wait_running("behind").await;
+
+    // Cut the replica off its primary (wrong replication password, link killed), then
+    // write on the primary: the replica can no longer catch up.
+    let mut ra = admin(&p, &replica).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("primaryauth")
+        .arg("wrong")
+        .query_async(&mut ra)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("master")
+        .query_async(&mut ra)
+        .await
+        .unwrap();
+    let mut pc = valkey(&primary).await;
+    let _: () = pc.set("unreplicated", "1").await.unwrap();
+
+    let id = p.link_id("behind").await;
+    let (status, body) = p
+        .call(
+            "DELETE",
+            &format!("/v1/project/default/integration/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errors"][0]["error_code"], "replica_behind");
+    assert!(
+        body["message"].as_str().unwrap().contains("bytes behind"),
+        "{body}"
+    );
+
+    // Nothing changed: the link is there, the replica is still a replica, the primary
+    // takes writes again.
+    assert_eq!(p.link_id("behind").await, id);
+    let s = p.service("behind").await;
+    assert_eq!(s["keyhaven_role"], "replica");
+    let _: () = pc.set("after-503", "1").await.unwrap();
+    let mut rc = valkey(&replica).await;
+    let err = rc.set::<_, _, ()>("x", "y").await.unwrap_err();
+    assert!(err.to_string().to_uppercase().contains("READONLY"), "{err}");
+    // The replica's credentials are restored with its new generation and it catches up.
+    wait_for(
+        "the replica to catch up again",
+        Duration::from_secs(15),
+        async || {
+            let v: Option<String> = rc.get("after-503").await.unwrap();
+            v
+        },
+    )
+    .await;
+    let (status, body) = p
+        .call(
+            "DELETE",
+            &format!("/v1/project/default/integration/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_in_its_first_sync_cannot_be_promoted() {
+    let p = Platform::start().await;
+    p.create("frozen", "startup-4", None).await;
+    let primary = p.wait_running("frozen").await;
+    let pid = p.node_pid(&primary);
+    // A frozen primary cannot serve the first sync: the replica stays REBUILDING.
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let created = p.try_create("partial", "startup-4", Some("frozen")).await;
+    let id = p.link_id("partial").await;
+    let result = p
+        .call(
+            "DELETE",
+            &format!("/v1/project/default/integration/{id}"),
+            None,
+        )
+        .await;
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(created.0, 200, "{}", created.1);
+    let (status, body) = result;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["errors"][0]["error_code"], "replica_not_ready");
+    p.wait_running("partial").await;
+    assert_eq!(p.link_id("partial").await, id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_concurrent_promotions_of_one_link_exactly_one_succeeds() {
+    let p = Arc::new(Platform::start().await);
+    p.create("one", "startup-4", None).await;
+    p.wait_running("one").await;
+    p.create("two", "startup-4", Some("one")).await;
+    p.wait_running("two").await;
+    let id = p.link_id("two").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (p, id) = (p.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            p.call(
+                "DELETE",
+                &format!("/v1/project/default/integration/{id}"),
+                None,
+            )
+            .await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap().0);
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 404, 404, 404, 404, 404, 404, 404]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_quota_bounds_a_project() {
+    let p = Platform::start_with(&["--max-services-per-project", "2"]).await;
+    p.create("a", "hobbyist", None).await;
+    p.create("b", "hobbyist", None).await;
+    let (status, body) = p.try_create("c", "hobbyist", None).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["errors"][0]["error_code"], "service_quota_exceeded");
+}
