@@ -137,7 +137,7 @@ mod tests {
     fn primaries_persist_with_aof_and_replicas_follow_their_source() {
         let p = render(&spec(Role::Primary), Path::new("/d"), "127.0.0.1");
         assert!(p.contains("appendonly yes\n"));
-        assert!(!p.contains("replicaof"));
+        assert!(!p.contains("\nreplicaof "));
         let r = render(&spec(Role::Replica), Path::new("/d"), "127.0.0.1");
         assert!(r.contains("appendonly no\n"));
         assert!(r.contains("replicaof 127.0.0.1 16000\n"));

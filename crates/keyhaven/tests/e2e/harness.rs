@@ -328,6 +328,30 @@ impl Drop for Platform {
     }
 }
 
+/// Waits until `name`'s valkey-server is a new process (not `old_pid`) that answers a PING
+/// through the service URI, and the service is RUNNING; returns the new pid.
+pub async fn wait_restarted(p: &Platform, name: &str, old_pid: u32) -> u32 {
+    wait_for(
+        &format!("{name} restarted"),
+        Duration::from_secs(20),
+        async || {
+            let s = p.service(name).await;
+            let pid = p.node_pid(&s);
+            if pid == old_pid || !pid_alive(pid) || s["state"] != "RUNNING" {
+                return None;
+            }
+            let client = redis::Client::open(s["service_uri"].as_str().unwrap()).ok()?;
+            let mut con = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .ok()?;
+            Some(pid)
+        },
+    )
+    .await
+}
+
 /// A Valkey client connection through a service's `service_uri`.
 pub async fn valkey(service: &Value) -> redis::aio::MultiplexedConnection {
     let uri = service["service_uri"].as_str().unwrap();

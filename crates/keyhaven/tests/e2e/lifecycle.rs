@@ -38,13 +38,7 @@ async fn a_killed_valkey_server_is_restarted_with_its_data() {
 
     let pid = p.node_pid(&s);
     kill9(pid);
-    let new_pid = wait_for("a new valkey-server", Duration::from_secs(20), async || {
-        let s = p.service("sturdy").await;
-        let new = p.node_pid(&s);
-        (new != pid && pid_alive(new) && s["state"] == "RUNNING").then_some(new)
-    })
-    .await;
-    assert_ne!(new_pid, pid);
+    wait_restarted(&p, "sturdy", pid).await;
     let s = p.wait_running("sturdy").await;
     let mut con = valkey(&s).await;
     assert_keys(&mut con, 100).await;
@@ -88,12 +82,7 @@ async fn a_restarted_keyhaven_adopts_running_services_with_their_data() {
 
     // And adopted nodes are still supervised.
     kill9(pids.1);
-    wait_for("two restarted", Duration::from_secs(20), async || {
-        let s = p.service("two").await;
-        let pid = p.node_pid(&s);
-        (pid != pids.1 && pid_alive(pid) && s["state"] == "RUNNING").then_some(())
-    })
-    .await;
+    wait_restarted(&p, "two", pids.1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

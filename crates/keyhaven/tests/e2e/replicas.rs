@@ -337,12 +337,7 @@ async fn promotion_under_write_load_keeps_every_acknowledged_write() {
     // It stays a primary after its valkey-server is killed ...
     let pid = p.node_pid(&replica);
     kill9(pid);
-    wait_for("dst restarted", Duration::from_secs(20), async || {
-        let s = p.service("dst").await;
-        let new = p.node_pid(&s);
-        (new != pid && pid_alive(new) && s["state"] == "RUNNING").then_some(())
-    })
-    .await;
+    wait_restarted(&p, "dst", pid).await;
     let mut rc = valkey(&p.service("dst").await).await;
     let _: () = rc.set("still-mine", "yes").await.unwrap();
     let v: Option<String> = rc.get("mine").await.unwrap();
