@@ -3,7 +3,6 @@
 
 use crate::harness::*;
 use redis::AsyncCommands;
-use std::time::Duration;
 
 /// Writes `n` keys and waits until they are fsynced to the node's AOF (WAITAOF), so a
 /// kill -9 afterwards must not lose them.
