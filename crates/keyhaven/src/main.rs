@@ -27,6 +27,12 @@ enum Command {
     ///
     /// Example: keyhaven down --data-dir ./keyhaven-data
     Down(server::DownArgs),
+    #[command(flatten)]
+    Client(keyhaven_cli::ClientCommand),
+    /// Print a shell completion script.
+    ///
+    /// Example: keyhaven completion bash > /etc/bash_completion.d/keyhaven
+    Completion { shell: clap_complete::Shell },
     /// Print the OpenAPI document of the API.
     ///
     /// Example: keyhaven openapi > openapi.json
@@ -43,6 +49,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Down(args) => server::down(args).await,
+            Command::Client(cmd) => keyhaven_cli::run(cmd).await.map_err(anyhow::Error::from),
+            Command::Completion { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "keyhaven",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
             Command::Openapi => {
                 println!("{}", keyhaven_server::openapi::document());
                 Ok(())

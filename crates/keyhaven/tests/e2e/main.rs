@@ -4,6 +4,7 @@
 mod harness;
 
 mod avn;
+mod cli;
 mod lifecycle;
 mod replicas;
 mod service_api;

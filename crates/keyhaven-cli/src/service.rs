@@ -1,0 +1,456 @@
+//! `keyhaven service ...`
+
+use crate::client::{Client, ClientError};
+use crate::config::Settings;
+use crate::{ConnOpts, output};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+const SERVICE_COLUMNS: &[&str] = &[
+    "service_name",
+    "service_type",
+    "state",
+    "cloud_name",
+    "plan",
+    "create_time",
+    "update_time",
+];
+const INTEGRATION_COLUMNS: &[&str] = &[
+    "service_integration_id",
+    "source_service",
+    "dest_service",
+    "integration_type",
+    "enabled",
+    "active",
+    "description",
+];
+
+#[derive(Args, Debug)]
+pub struct ServiceCmd {
+    #[command(flatten)]
+    conn: ConnOpts,
+    #[command(subcommand)]
+    verb: ServiceVerb,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct ProjectOpt {
+    /// Project [env: KEYHAVEN_PROJECT] [default: the config file's, else `default`]
+    #[arg(long)]
+    project: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ServiceVerb {
+    /// Create a service, or a read replica of one.
+    ///
+    /// Examples:
+    ///   keyhaven service create -t valkey -p startup-4 primary
+    ///   keyhaven service create -t valkey -p startup-4 --read-replica-for primary replica --wait
+    #[command(verbatim_doc_comment)]
+    Create {
+        #[command(flatten)]
+        project: ProjectOpt,
+        /// Service type (only `valkey`)
+        #[arg(short = 't', long = "service-type", default_value = "valkey")]
+        service_type: String,
+        /// Plan: hobbyist, startup-4, startup-8, ... (replicas need a startup plan)
+        #[arg(short = 'p', long)]
+        plan: String,
+        /// Cloud [default: the project's default cloud]
+        #[arg(long)]
+        cloud: Option<String>,
+        /// Make this service a read replica of PRIMARY
+        #[arg(long, value_name = "PRIMARY")]
+        read_replica_for: Option<String>,
+        /// user_config entries, e.g. -c valkey_maxmemory_policy=allkeys-lru
+        #[arg(short = 'c', value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// Succeed when a service of that name exists already
+        #[arg(long)]
+        no_fail_if_exists: bool,
+        /// Wait until the service is RUNNING, showing progress
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        name: String,
+    },
+    /// List the project's services.
+    ///
+    /// Example: keyhaven service list --project default
+    #[command(verbatim_doc_comment)]
+    List {
+        #[command(flatten)]
+        project: ProjectOpt,
+    },
+    /// Show one service (with --json: the whole API object).
+    ///
+    /// Example: keyhaven service get --json replica
+    #[command(verbatim_doc_comment)]
+    Get {
+        #[command(flatten)]
+        project: ProjectOpt,
+        name: String,
+    },
+    /// Wait until services are RUNNING, showing state and sync progress.
+    ///
+    /// Example: keyhaven service wait primary replica --timeout 120
+    #[command(verbatim_doc_comment)]
+    Wait {
+        #[command(flatten)]
+        project: ProjectOpt,
+        /// Give up after this many seconds
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Delete services (asks you to retype each name unless --force).
+    ///
+    /// Example: keyhaven service terminate --force replica
+    #[command(verbatim_doc_comment)]
+    Terminate {
+        #[command(flatten)]
+        project: ProjectOpt,
+        #[arg(long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List a service's integrations (a primary lists all its replicas' links).
+    ///
+    /// Example: keyhaven service integration-list replica
+    #[command(verbatim_doc_comment)]
+    IntegrationList {
+        #[command(flatten)]
+        project: ProjectOpt,
+        name: String,
+    },
+    /// Delete an integration; deleting a read_replica link promotes the replica.
+    ///
+    /// Example: keyhaven service integration-delete 2e8e7b17-2f7e-4da3-b55f-24a459860a2e
+    #[command(verbatim_doc_comment)]
+    IntegrationDelete {
+        #[command(flatten)]
+        project: ProjectOpt,
+        integration_id: String,
+    },
+    /// Promote a read replica to an independent primary (asks first unless --force).
+    ///
+    /// Example: keyhaven service promote --force replica
+    #[command(verbatim_doc_comment)]
+    Promote {
+        #[command(flatten)]
+        project: ProjectOpt,
+        #[arg(long)]
+        force: bool,
+        replica: String,
+    },
+    /// List a primary's read replicas with their state and lag.
+    ///
+    /// Example: keyhaven service replicas primary
+    #[command(verbatim_doc_comment)]
+    Replicas {
+        #[command(flatten)]
+        project: ProjectOpt,
+        primary: String,
+    },
+}
+
+fn client(conn: &ConnOpts, project: &ProjectOpt) -> Result<Client, ClientError> {
+    Client::new(Settings::resolve(conn, project.project.as_deref()))
+}
+
+pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
+    let conn = &cmd.conn;
+    match cmd.verb {
+        ServiceVerb::Create {
+            project,
+            service_type,
+            plan,
+            cloud,
+            read_replica_for,
+            config,
+            no_fail_if_exists,
+            wait,
+            timeout,
+            name,
+        } => {
+            let c = client(conn, &project)?;
+            let mut user_config = serde_json::Map::new();
+            for kv in &config {
+                let (k, v) = kv.split_once('=').ok_or_else(|| {
+                    ClientError::Usage(format!("-c expects KEY=VALUE, got '{kv}'"))
+                })?;
+                user_config.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            let integrations = match &read_replica_for {
+                Some(p) => json!([{"integration_type": "read_replica", "source_service": p}]),
+                None => json!([]),
+            };
+            let body = json!({
+                "service_name": name, "service_type": service_type, "plan": plan, "cloud": cloud,
+                "user_config": user_config, "service_integrations": integrations,
+            });
+            match c.post::<Value, _>(&c.project_path("/service"), &body).await {
+                Ok(resp) => {
+                    if c.settings.json && !wait {
+                        output::json(&resp["service"]);
+                    }
+                }
+                Err(ClientError::Api {
+                    status: 409,
+                    message,
+                }) if no_fail_if_exists && message.contains("already exists") => {}
+                Err(e) => return Err(e),
+            }
+            if wait {
+                wait_running(
+                    &c,
+                    std::slice::from_ref(&name),
+                    Duration::from_secs(timeout),
+                )
+                .await?;
+                if c.settings.json {
+                    output::json(&get_service(&c, &name).await?);
+                }
+            }
+            Ok(())
+        }
+        ServiceVerb::List { project } => {
+            let c = client(conn, &project)?;
+            let resp: Value = c.get(&c.project_path("/service")).await?;
+            print_services(&c, resp["services"].as_array().cloned().unwrap_or_default());
+            Ok(())
+        }
+        ServiceVerb::Get { project, name } => {
+            let c = client(conn, &project)?;
+            let s = get_service(&c, &name).await?;
+            print_services(&c, vec![s]);
+            Ok(())
+        }
+        ServiceVerb::Wait {
+            project,
+            timeout,
+            names,
+        } => {
+            let c = client(conn, &project)?;
+            wait_running(&c, &names, Duration::from_secs(timeout)).await
+        }
+        ServiceVerb::Terminate {
+            project,
+            force,
+            names,
+        } => {
+            let c = client(conn, &project)?;
+            for name in &names {
+                if !force {
+                    let typed =
+                        prompt(&format!("Re-enter service name '{name}' to terminate it: "))?;
+                    if typed.trim() != name {
+                        return Err(ClientError::Usage(format!(
+                            "'{}' does not match; {name} was not terminated",
+                            typed.trim()
+                        )));
+                    }
+                }
+                let _: Value = c
+                    .delete(&c.project_path(&format!("/service/{name}")))
+                    .await?;
+                eprintln!("{name}: terminated");
+            }
+            Ok(())
+        }
+        ServiceVerb::IntegrationList { project, name } => {
+            let c = client(conn, &project)?;
+            let resp: Value = c
+                .get(&c.project_path(&format!("/service/{name}/integration")))
+                .await?;
+            let items = resp["service_integrations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if c.settings.json {
+                output::json(&Value::Array(items));
+            } else if !items.is_empty() {
+                output::table(INTEGRATION_COLUMNS, &items);
+            }
+            Ok(())
+        }
+        ServiceVerb::IntegrationDelete {
+            project,
+            integration_id,
+        } => {
+            let c = client(conn, &project)?;
+            let resp: Value = c
+                .delete(&c.project_path(&format!("/integration/{integration_id}")))
+                .await?;
+            report(&c, &resp);
+            Ok(())
+        }
+        ServiceVerb::Promote {
+            project,
+            force,
+            replica,
+        } => {
+            let c = client(conn, &project)?;
+            let resp: Value = c
+                .get(&c.project_path(&format!("/service/{replica}/integration")))
+                .await?;
+            let link = resp["service_integrations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| {
+                    l["integration_type"] == "read_replica" && l["dest_service"] == replica.as_str()
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    ClientError::Usage(format!(
+                        "'{replica}' is not a read replica (it has no read_replica link)"
+                    ))
+                })?;
+            let primary = link["source_service"].as_str().unwrap_or("?");
+            if !force {
+                let answer = prompt(&format!(
+                    "Promote '{replica}' to an independent primary? It stops replicating from '{primary}'. [y/N] "
+                ))?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Err(ClientError::Usage("not promoted".into()));
+                }
+            }
+            let id = link["service_integration_id"].as_str().unwrap_or_default();
+            let resp: Value = c
+                .delete(&c.project_path(&format!("/integration/{id}")))
+                .await?;
+            report(&c, &resp);
+            Ok(())
+        }
+        ServiceVerb::Replicas { project, primary } => {
+            let c = client(conn, &project)?;
+            let s = get_service(&c, &primary).await?;
+            let replicas = s["keyhaven_replication"]["replicas"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if c.settings.json {
+                output::json(&Value::Array(replicas));
+            } else if !replicas.is_empty() {
+                output::table(
+                    &[
+                        "service_name",
+                        "state",
+                        "link_status",
+                        "bytes_behind",
+                        "seconds_since_last_contact",
+                    ],
+                    &replicas,
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn report(c: &Client, resp: &Value) {
+    if c.settings.json {
+        output::json(resp);
+    } else if let Some(m) = resp["message"].as_str() {
+        eprintln!("{m}");
+    }
+}
+
+async fn get_service(c: &Client, name: &str) -> Result<Value, ClientError> {
+    let resp: Value = c.get(&c.project_path(&format!("/service/{name}"))).await?;
+    Ok(resp["service"].clone())
+}
+
+fn print_services(c: &Client, services: Vec<Value>) {
+    if c.settings.json {
+        output::json(&Value::Array(services));
+    } else if !services.is_empty() {
+        output::table(SERVICE_COLUMNS, &services);
+    }
+}
+
+fn prompt(question: &str) -> Result<String, ClientError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ClientError::Usage(
+            "no terminal to confirm on: pass --force".into(),
+        ));
+    }
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+    Ok(line)
+}
+
+/// One service's progress, in words: state, and for a syncing replica how far along.
+fn progress_of(s: &Value) -> String {
+    let state = s["state"].as_str().unwrap_or("?");
+    let r = &s["keyhaven_replication"];
+    let mut text = state.to_string();
+    if let Some(node) = s["node_states"][0]["state"].as_str()
+        && state != "RUNNING"
+    {
+        text += &format!(" ({node}");
+        if let Some(p) = r["sync_progress_percent"].as_u64() {
+            text += &format!(", sync {p}%");
+        }
+        text += ")";
+    }
+    text
+}
+
+/// Polls until every service is RUNNING. On a terminal one status line is redrawn; else a
+/// plain line is printed whenever something changes.
+pub async fn wait_running(
+    c: &Client,
+    names: &[String],
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut last = String::new();
+    loop {
+        let mut parts = Vec::new();
+        let mut all_running = true;
+        for name in names {
+            let s = get_service(c, name).await?;
+            all_running &= s["state"] == "RUNNING";
+            parts.push(format!("{name}: {}", progress_of(&s)));
+        }
+        let line = parts.join("  ");
+        let elapsed = started.elapsed().as_secs_f64();
+        if tty {
+            eprint!("\r\x1b[2K{line}  [{elapsed:.1}s]");
+            let _ = std::io::stderr().flush();
+        } else if line != last {
+            eprintln!("{line}  [{elapsed:.1}s]");
+        }
+        last = line;
+        if all_running {
+            if tty {
+                eprintln!();
+            }
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            if tty {
+                eprintln!();
+            }
+            return Err(ClientError::Timeout(format!(
+                "not RUNNING after {}s: {last}",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
