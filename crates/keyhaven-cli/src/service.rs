@@ -230,7 +230,11 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
         ServiceVerb::Get { project, name } => {
             let c = client(conn, &project)?;
             let s = get_service(&c, &name).await?;
-            print_services(&c, vec![s]);
+            if c.settings.json {
+                output::json(&s);
+            } else {
+                output::table(SERVICE_COLUMNS, &[s]);
+            }
             Ok(())
         }
         ServiceVerb::Wait {

@@ -94,7 +94,7 @@ async fn the_keyhaven_cli_creates_replicates_and_promotes() {
     );
     let got: Value =
         serde_json::from_str(&cli.ok(&["service", "get", "--json", "replica"])).unwrap();
-    assert_eq!(got[0]["keyhaven_role"], "replica");
+    assert_eq!(got["keyhaven_role"], "replica");
 
     let replicas = cli.ok(&["service", "replicas", "primary"]);
     assert!(
