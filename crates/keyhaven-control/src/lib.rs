@@ -8,6 +8,7 @@
 //! (see `promotion.rs`).
 
 mod error;
+pub mod failpoint;
 pub mod identity;
 pub mod integration;
 pub mod project;

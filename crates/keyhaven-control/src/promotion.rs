@@ -92,6 +92,7 @@ impl App {
             Ok(link)
         })?;
         info!(project, replica = %link.dest_service, primary = %link.source_service, link = %link.id, "promotion intent recorded");
+        crate::failpoint::hit("promotion.intent_recorded");
         self.promote_recorded(&link).await
     }
 
@@ -146,6 +147,7 @@ impl App {
             .stage(&new_spec)
             .await
             .map_err(|e| AppError::Internal(e.to_string()))?;
+        crate::failpoint::hit("promotion.staged");
 
         let primary_admin = match Admin::connect(
             &host,
@@ -185,6 +187,7 @@ impl App {
                     .ensure(&new_spec)
                     .await
                     .map_err(|e| AppError::Internal(e.to_string()))?;
+                crate::failpoint::hit("promotion.node_updated");
                 self.store.write(|tx| {
                     tx.service_set_lost_bytes(&replica.id, promoted.lost_bytes_estimate)?;
                     tx.integration_delete(&link.id)?;
@@ -244,7 +247,12 @@ impl App {
             .await
             .map_err(|e| AppError::Internal(e.to_string()))?;
         if info.get("role") == Some("master") {
-            // Detached already (a roll-forward after a crash past REPLICAOF NO ONE).
+            // Detached already (a roll-forward after a crash past REPLICAOF NO ONE): the
+            // crash may have left the primary paused, so resume it now rather than at the
+            // end of its bound.
+            if let Err(e) = p.unpause().await {
+                warn!(primary = %primary.name, error = %e, "could not unpause the primary");
+            }
             return Ok(Outcome::Done(Promoted {
                 replica: replica.name.clone(),
                 primary: primary.name.clone(),
@@ -270,8 +278,10 @@ impl App {
                     .await?
                     .int("slave_repl_offset")
                     .unwrap_or(-1);
+                crate::failpoint::hit("promotion.writes_paused");
                 if offset >= target {
                     r.detach().await?;
+                    crate::failpoint::hit("promotion.detached");
                     return Ok::<_, keyhaven_runtime::admin::RedisError>(None);
                 }
                 // Leave a margin so the primary is unpaused by us, not by the timeout.

@@ -138,7 +138,12 @@ pub async fn activate(app: &Arc<App>) -> Report {
             .and_then(|l| by_id.get(l.source_service_id.as_str()).copied());
         let spec = node_spec(service, source, &host);
         match app.runtime.ensure(&spec).await {
-            Ok(Ensured::Running { just_started, .. }) => report.started += just_started as usize,
+            Ok(Ensured::Running { just_started, .. }) => {
+                if just_started {
+                    crate::failpoint::hit("reconciler.node_started");
+                }
+                report.started += just_started as usize
+            }
             Ok(Ensured::BackingOff { last_exit }) => {
                 ensure_errors.insert(
                     service.id.clone(),

@@ -163,6 +163,7 @@ impl App {
             }
             detail_of(tx, row)
         })?;
+        crate::failpoint::hit("service_create.committed");
         info!(project, service = %req.service_name, plan = plan.name, port = detail.row.port,
               replica_of = replica_of.as_deref().unwrap_or("-"), "service created");
         self.wake.notify_one();

@@ -64,6 +64,8 @@ pub struct Platform {
     pub token: String,
     pub http: reqwest::Client,
     extra_args: Vec<String>,
+    /// Environment of the next server start (e.g. a failpoint); cleared by the test.
+    pub env: Vec<(String, String)>,
 }
 
 impl Platform {
@@ -91,6 +93,7 @@ impl Platform {
                 .build()
                 .unwrap(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         };
         p.start_server().await;
         p.token = std::fs::read_to_string(p.data_dir.path().join("admin-token"))
@@ -127,6 +130,7 @@ impl Platform {
             ])
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -157,6 +161,19 @@ impl Platform {
                 assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+    }
+
+    /// Waits until the server process has exited by itself (a failpoint killed it).
+    pub async fn wait_server_gone(&mut self) {
+        let mut child = self.server.take().expect("server running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not die at its failpoint"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

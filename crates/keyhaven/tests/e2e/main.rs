@@ -5,6 +5,7 @@ mod harness;
 
 mod avn;
 mod cli;
+mod faults;
 mod lifecycle;
 mod replicas;
 mod service_api;

@@ -1,0 +1,346 @@
+//! Fault tests: processes killed at the worst moments, with what must survive asserted.
+//! Crash points (failpoints) need `--features failpoints` (`cargo test --all-features`).
+
+use crate::harness::*;
+use redis::AsyncCommands;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+/// Keyhaven's admin connection to a node, with the password from its generated config.
+pub async fn admin(p: &Platform, service: &Value) -> redis::aio::MultiplexedConnection {
+    let port = service["components"][0]["port"].as_u64().unwrap();
+    let conf =
+        std::fs::read_to_string(p.node_dir_of_port(port as u16).join("valkey.conf")).unwrap();
+    let password = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("user keyhaven-admin on >"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    let url = format!("redis://keyhaven-admin:{password}@127.0.0.1:{port}/");
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn info_field(
+    con: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+    key: &str,
+) -> String {
+    let text: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(con)
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("INFO {section} has no {key}"))
+}
+
+async fn info_int(con: &mut redis::aio::MultiplexedConnection, section: &str, key: &str) -> i64 {
+    info_field(con, section, key).await.parse().unwrap()
+}
+
+async fn primary_and_replica(p: &Platform) -> (Value, Value) {
+    p.create("prim", "startup-4", None).await;
+    let primary = p.wait_running("prim").await;
+    p.create("repl", "startup-4", Some("prim")).await;
+    let replica = p.wait_running("repl").await;
+    (primary, replica)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_replica_resumes_with_a_partial_resync_while_the_primary_takes_writes() {
+    let p = Platform::start().await;
+    let (primary, replica) = primary_and_replica(&p).await;
+
+    let written = Arc::new(AtomicI64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (written, stop) = (written.clone(), stop.clone());
+        let mut con = valkey(&primary).await;
+        tokio::spawn(async move {
+            let mut i = 0i64;
+            while !stop.load(Ordering::SeqCst) && i < 1_000_000 {
+                i += 1;
+                // Any error here fails the test: the primary must be unaffected.
+                let _: () = con.set(format!("k:{i}"), i).await.unwrap();
+                written.store(i, Ordering::SeqCst);
+            }
+        })
+    };
+    wait_for("writes", Duration::from_secs(10), async || {
+        (written.load(Ordering::SeqCst) > 1000).then_some(())
+    })
+    .await;
+
+    // The replica's snapshot (its periodic `save`, made now rather than waited for).
+    let mut ra = admin(&p, &replica).await;
+    let _: () = redis::cmd("BGSAVE").query_async(&mut ra).await.unwrap();
+    wait_for(
+        "the replica's snapshot",
+        Duration::from_secs(10),
+        async || {
+            (info_field(&mut ra, "persistence", "rdb_bgsave_in_progress").await == "0")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        info_field(&mut ra, "persistence", "rdb_last_bgsave_status").await,
+        "ok"
+    );
+    let mut pa = admin(&p, &primary).await;
+    let partial_before = info_int(&mut pa, "stats", "sync_partial_ok").await;
+    let full_before = info_int(&mut pa, "stats", "sync_full").await;
+
+    let pid = p.node_pid(&replica);
+    kill9(pid);
+    wait_restarted(&p, "repl", pid).await;
+    let target = written.load(Ordering::SeqCst);
+    let mut rc = valkey(&replica).await;
+    wait_for(
+        "the replica to catch up",
+        Duration::from_secs(20),
+        async || {
+            let v: Option<i64> = rc.get(format!("k:{target}")).await.ok()?;
+            v
+        },
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+
+    assert_eq!(
+        info_int(&mut pa, "stats", "sync_partial_ok").await,
+        partial_before + 1,
+        "no partial resync"
+    );
+    assert_eq!(
+        info_int(&mut pa, "stats", "sync_full").await,
+        full_before,
+        "a full sync happened"
+    );
+    for i in (1..=target).step_by(97) {
+        let v: Option<i64> = rc.get(format!("k:{i}")).await.unwrap();
+        assert_eq!(v, Some(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_primary_comes_back_with_its_data_and_replicas_never_sync_to_empty() {
+    let p = Platform::start().await;
+    let (primary, replica) = primary_and_replica(&p).await;
+    let mut pc = valkey(&primary).await;
+    for i in 0..500 {
+        let _: () = pc.set(format!("d:{i}"), i).await.unwrap();
+    }
+    let (local, _): (i64, i64) = redis::cmd("WAITAOF")
+        .arg(1)
+        .arg(0)
+        .arg(5000)
+        .query_async(&mut pc)
+        .await
+        .unwrap();
+    assert_eq!(local, 1);
+    let mut rc = valkey(&replica).await;
+    wait_for("replication", Duration::from_secs(5), async || {
+        (redis::cmd("DBSIZE")
+            .query_async::<i64>(&mut rc)
+            .await
+            .unwrap()
+            == 500)
+            .then_some(())
+    })
+    .await;
+
+    // Watch the replica's dataset during the whole outage.
+    let smallest = Arc::new(AtomicI64::new(i64::MAX));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (smallest, stop) = (smallest.clone(), stop.clone());
+        let mut rc = valkey(&replica).await;
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                // A LOADING error is not an empty dataset; only sizes count.
+                if let Ok(n) = redis::cmd("DBSIZE").query_async::<i64>(&mut rc).await {
+                    smallest.fetch_min(n, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let pid = p.node_pid(&primary);
+    kill9(pid);
+    wait_restarted(&p, "prim", pid).await;
+    let mut pc = valkey(&primary).await;
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut pc).await.unwrap();
+    assert_eq!(n, 500, "the primary came back without its data");
+    let _: () = pc.set("after-restart", 1).await.unwrap();
+    wait_for(
+        "the replica to re-attach",
+        Duration::from_secs(20),
+        async || {
+            rc.get::<_, Option<i64>>("after-restart")
+                .await
+                .ok()
+                .flatten()
+        },
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    watcher.await.unwrap();
+    assert!(
+        smallest.load(Ordering::SeqCst) >= 500,
+        "the replica's dataset shrank to {}",
+        smallest.load(Ordering::SeqCst)
+    );
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut rc).await.unwrap();
+    assert_eq!(n, 501);
+}
+
+#[cfg(feature = "failpoints")]
+mod crashes {
+    use super::*;
+
+    /// Restarts the server with `failpoint` armed, runs `action`, waits for the crash,
+    /// then restarts it clean.
+    async fn crash_at(p: &mut Platform, failpoint: &str, action: impl AsyncFnOnce(&Platform)) {
+        p.stop_server().await;
+        p.env = vec![("KEYHAVEN_FAILPOINT".into(), failpoint.into())];
+        p.start_server().await;
+        action(p).await;
+        p.wait_server_gone().await;
+        p.env.clear();
+        p.start_server().await;
+        assert!(
+            p.server_log().contains(&format!("failpoint {failpoint}")),
+            "{failpoint} was not hit"
+        );
+    }
+
+    /// A request whose answer may never come (the server dies while handling it).
+    async fn fire(p: &Platform, method: &str, path: &str, body: Option<Value>) {
+        let mut req = p
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                p.url(path),
+            )
+            .header("authorization", format!("aivenv1 {}", p.token));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let _ = req.send().await;
+    }
+
+    async fn assert_replicating(p: &Platform) {
+        let primary = p.wait_running("prim").await;
+        let replica = p.wait_running("repl").await;
+        assert_eq!(replica["keyhaven_role"], "replica");
+        p.link_id("repl").await;
+        let mut pc = valkey(&primary).await;
+        let _: () = pc.set("after-crash", 1).await.unwrap();
+        let mut rc = valkey(&replica).await;
+        wait_for(
+            "replication after the crash",
+            Duration::from_secs(10),
+            async || rc.get::<_, Option<i64>>("after-crash").await.unwrap(),
+        )
+        .await;
+        assert_eq!(
+            p.running_nodes().len(),
+            2,
+            "orphan or duplicate valkey-servers"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_crash_while_creating_a_replica_converges() {
+        for failpoint in ["service_create.committed", "reconciler.node_started"] {
+            let mut p = Platform::start().await;
+            p.create("prim", "startup-4", None).await;
+            p.wait_running("prim").await;
+            crash_at(&mut p, failpoint, async |p| {
+                let body = serde_json::json!({"service_name": "repl", "service_type": "valkey", "plan": "startup-4",
+                    "service_integrations": [{"integration_type": "read_replica", "source_service": "prim"}]});
+                fire(p, "POST", "/v1/project/default/service", Some(body)).await;
+            })
+            .await;
+            assert_replicating(&p).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_crash_at_any_step_of_a_promotion_is_rolled_forward() {
+        for failpoint in [
+            "promotion.intent_recorded",
+            "promotion.staged",
+            "promotion.writes_paused",
+            "promotion.detached",
+            "promotion.node_updated",
+        ] {
+            let mut p = Platform::start().await;
+            let (primary, _) = primary_and_replica(&p).await;
+            let mut pc = valkey(&primary).await;
+            for i in 0..200 {
+                let _: () = pc.set(format!("acked:{i}"), i).await.unwrap();
+            }
+            let id = p.link_id("repl").await;
+            crash_at(&mut p, failpoint, async |p| {
+                fire(
+                    p,
+                    "DELETE",
+                    &format!("/v1/project/default/integration/{id}"),
+                    None,
+                )
+                .await;
+            })
+            .await;
+
+            // Rolled forward: the link is gone and the replica is an independent primary.
+            wait_for(
+                &format!("the promotion to finish after {failpoint}"),
+                Duration::from_secs(20),
+                async || {
+                    let (_, l) = p
+                        .call("GET", "/v1/project/default/service/repl/integration", None)
+                        .await;
+                    let s = p.service("repl").await;
+                    (l["service_integrations"] == serde_json::json!([])
+                        && s["keyhaven_role"] == "primary"
+                        && s["state"] == "RUNNING"
+                        && s["keyhaven_replication"]["observed_role"] == "primary")
+                        .then_some(())
+                },
+            )
+            .await;
+            let promoted = p.service("repl").await;
+            let mut rc = valkey(&promoted).await;
+            for i in 0..200 {
+                let v: Option<i64> = rc.get(format!("acked:{i}")).await.unwrap();
+                assert_eq!(v, Some(i), "{failpoint}: acknowledged write lost");
+            }
+            let _: () = rc.set("promoted-writes", 1).await.unwrap();
+            // Two independent primaries, never linked again.
+            let mut pc = valkey(&p.wait_running("prim").await).await;
+            let _: () = pc.set("old-primary-later", 1).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let leaked: Option<i64> = rc.get("old-primary-later").await.unwrap();
+            assert_eq!(
+                leaked, None,
+                "{failpoint}: the promoted node still follows the old primary"
+            );
+            assert_eq!(
+                p.running_nodes().len(),
+                2,
+                "{failpoint}: orphan or duplicate valkey-servers"
+            );
+        }
+    }
+}
