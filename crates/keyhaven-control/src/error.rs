@@ -85,7 +85,26 @@ impl AppError {
 }
 
 impl From<StoreError> for AppError {
+    /// A full or unwritable data directory is the operator's to fix, not a bug: it is
+    /// answered 503 with what to do, and the transaction changed nothing.
     fn from(e: StoreError) -> Self {
-        AppError::Internal(e.to_string())
+        use rusqlite::ErrorCode;
+        let code = match &e {
+            StoreError::Sqlite(s) => s.sqlite_error_code(),
+            StoreError::Corrupt(_) => None,
+        };
+        match code {
+            Some(ErrorCode::DiskFull) => AppError::Unavailable {
+                code: "storage_full",
+                message: "The disk of Keyhaven's data directory is full; nothing was changed. Free space and retry.".into(),
+            },
+            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::SystemIoFailure) => {
+                AppError::Unavailable {
+                    code: "storage_unavailable",
+                    message: format!("Keyhaven cannot write its data directory ({e}); nothing was changed."),
+                }
+            }
+            _ => AppError::Internal(e.to_string()),
+        }
     }
 }

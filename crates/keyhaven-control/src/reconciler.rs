@@ -144,7 +144,22 @@ pub async fn activate(app: &Arc<App>) -> Report {
                 }
                 report.started += just_started as usize
             }
-            Ok(Ensured::BackingOff { last_exit }) => {
+            Ok(Ensured::BackingOff {
+                port_in_use: true, ..
+            }) => {
+                let note = match app.service_move_port(&service.id) {
+                    Ok(port) => format!(
+                        "port {} is held by another program; moved to port {port}",
+                        service.port
+                    ),
+                    Err(e) => format!(
+                        "port {} is held by another program and no other port is free: {e}",
+                        service.port
+                    ),
+                };
+                ensure_errors.insert(service.id.clone(), note);
+            }
+            Ok(Ensured::BackingOff { last_exit, .. }) => {
                 ensure_errors.insert(
                     service.id.clone(),
                     format!("valkey-server exited ({last_exit}); restarting after a backoff"),
@@ -180,8 +195,9 @@ pub async fn activate(app: &Arc<App>) -> Report {
         let Some((mut health, _)) = observed.remove(&service.id) else {
             continue;
         };
-        if health.error.is_none() {
-            health.error = ensure_errors.remove(&service.id);
+        // Why the node could not be started explains "does not answer" better.
+        if let Some(e) = ensure_errors.remove(&service.id) {
+            health.error = Some(e);
         }
         let state = state_of(service, &health);
         if state == ServiceState::Running {
@@ -261,7 +277,7 @@ async fn observe(
     let info = async {
         let mut admin =
             Admin::connect(host, service.port, &service.admin_password, OBSERVE_TIMEOUT).await?;
-        admin.info(&["replication", "memory"]).await
+        admin.info(&["replication", "memory", "persistence"]).await
     }
     .await;
     let info = match info {
@@ -272,6 +288,11 @@ async fn observe(
         }
     };
     health.answered = true;
+    if info.get("aof_last_write_status") == Some("err") {
+        health.error = Some("valkey-server cannot write its AOF (is the disk full?); it refuses writes until it can".into());
+    } else if info.get("rdb_last_bgsave_status") == Some("err") {
+        health.error = Some("valkey-server could not save its snapshot (is the disk full?)".into());
+    }
     health.valkey_role = info.get("role").map(str::to_string);
     if health.valkey_role.as_deref() == Some("master") {
         health.repl_offset = info.int("master_repl_offset");

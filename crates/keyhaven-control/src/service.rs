@@ -251,6 +251,27 @@ impl App {
         Ok(())
     }
 
+    /// Moves a service whose port another program took to a free port. Its replicas get a
+    /// new generation of their role, so their running nodes are re-pointed at the new port.
+    pub(crate) fn service_move_port(&self, service_id: &str) -> Result<u16, AppError> {
+        let now = now_micros();
+        self.store.write(|tx| {
+            let row = tx
+                .service_by_id(service_id)?
+                .ok_or_else(|| AppError::Internal("moving a missing service".into()))?;
+            let port = self.allocate_port(tx)?;
+            tx.service_set_port(&row.id, port, now)?;
+            for link in tx.integrations_of_service(&row.id)? {
+                if link.source_service_id == row.id {
+                    tx.service_set_role(&link.dest_service_id, Role::Replica, now)?;
+                }
+            }
+            info!(service = %format!("{}/{}", row.project, row.name), from = row.port, to = port,
+                  "port held by another program: service moved to another port");
+            Ok(port)
+        })
+    }
+
     /// The lowest port of the range that no service holds and that nothing else on this
     /// host listens on right now (a probe bind), so a port taken by another program is
     /// skipped instead of making the node fail to start.

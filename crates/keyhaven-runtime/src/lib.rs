@@ -58,7 +58,11 @@ pub enum Ensured {
     /// The node's process runs (adopted, already running, or just started).
     Running { pid: u32, just_started: bool },
     /// The node died recently and is waiting out its restart backoff.
-    BackingOff { last_exit: String },
+    BackingOff {
+        last_exit: String,
+        /// The node could not bind its port: another program holds it.
+        port_in_use: bool,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -73,9 +77,9 @@ pub enum RuntimeError {
     Start { label: String, reason: String },
     #[error("valkey-server of {label} did not accept the change: {reason}")]
     Apply { label: String, reason: String },
-    #[error("node {id}: {source}")]
+    #[error("cannot write the node's files in {dir}: {source}")]
     Io {
-        id: String,
+        dir: String,
         #[source]
         source: std::io::Error,
     },

@@ -47,6 +47,7 @@ struct CrashRecord {
     consecutive: u32,
     last_exit_at: Instant,
     last_exit: String,
+    port_in_use: bool,
 }
 
 impl LocalRuntime {
@@ -69,11 +70,9 @@ impl LocalRuntime {
         self.nodes_dir.join(id)
     }
 
-    fn io(id: &str) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-        move |source| RuntimeError::Io {
-            id: id.to_string(),
-            source,
-        }
+    fn io(&self, id: &str) -> impl FnOnce(std::io::Error) -> RuntimeError + use<> {
+        let dir = self.node_dir(id).display().to_string();
+        move |source| RuntimeError::Io { dir, source }
     }
 
     /// The pid of the node's live valkey-server, if one runs.
@@ -91,7 +90,7 @@ impl LocalRuntime {
             .ok()
     }
 
-    fn backoff(&self, id: &str) -> Option<String> {
+    fn backoff(&self, id: &str) -> Option<(String, bool)> {
         let crashes = self.crashes.lock().unwrap_or_else(|p| p.into_inner());
         let rec = crashes.get(id)?;
         if rec.consecutive <= 1 {
@@ -99,16 +98,19 @@ impl LocalRuntime {
         }
         let wait =
             Duration::from_millis(100 * 2u64.saturating_pow(rec.consecutive - 2)).min(MAX_BACKOFF);
-        (rec.last_exit_at.elapsed() < wait).then(|| rec.last_exit.clone())
+        (rec.last_exit_at.elapsed() < wait).then(|| (rec.last_exit.clone(), rec.port_in_use))
     }
 
     async fn spawn(&self, spec: &NodeSpec, dir: &Path) -> Result<u32, RuntimeError> {
         let conf = dir.join("valkey.conf");
+        let log = dir.join("valkey.log");
+        // What this run logs starts here; read back if it exits, to tell why.
+        let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("stderr.log"))
-            .map_err(Self::io(&spec.id))?;
+            .map_err(self.io(&spec.id))?;
         let mut child = tokio::process::Command::new(&self.valkey_server)
             .arg(&conf)
             .current_dir(dir)
@@ -128,7 +130,7 @@ impl LocalRuntime {
             reason: "the process exited at once".into(),
         })?;
         write_atomic(&dir.join("node.pid"), pid.to_string().as_bytes())
-            .map_err(Self::io(&spec.id))?;
+            .map_err(self.io(&spec.id))?;
         info!(node = %spec.label, pid, port = spec.port, role = spec.role.as_str(), "started valkey-server");
 
         let crashes = self.crashes.clone();
@@ -142,13 +144,15 @@ impl LocalRuntime {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("wait failed: {e}"),
             };
-            warn!(node = %label, pid, exit = %how, "valkey-server exited");
+            let port_in_use = log_since(&log, log_start).contains("Address already in use");
+            warn!(node = %label, pid, exit = %how, port_in_use, "valkey-server exited");
             {
                 let mut crashes = crashes.lock().unwrap_or_else(|p| p.into_inner());
                 let rec = crashes.entry(id).or_insert(CrashRecord {
                     consecutive: 0,
                     last_exit_at: Instant::now(),
                     last_exit: String::new(),
+                    port_in_use: false,
                 });
                 rec.consecutive = if started.elapsed() >= HEALTHY_RUN {
                     1
@@ -157,6 +161,7 @@ impl LocalRuntime {
                 };
                 rec.last_exit_at = Instant::now();
                 rec.last_exit = how;
+                rec.port_in_use = port_in_use;
             }
             on_exit.notify_one();
         });
@@ -234,6 +239,21 @@ async fn stop_pid(pid: u32, dir: &Path) {
     }
 }
 
+/// What a log file got after `offset` (at most its last 64 KiB).
+fn log_since(path: &Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = offset.max(len.saturating_sub(64 * 1024));
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_ok() {
+        let _ = f.read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -271,12 +291,12 @@ impl Runtime for LocalRuntime {
                 .recursive(true)
                 .mode(0o700)
                 .create(&dir)
-                .map_err(Self::io(&spec.id))?;
+                .map_err(self.io(&spec.id))?;
         }
         let conf_path = dir.join("valkey.conf");
         let conf = config::render(spec, &dir, &self.bind);
         if std::fs::read_to_string(&conf_path).ok().as_deref() != Some(conf.as_str()) {
-            write_atomic(&conf_path, conf.as_bytes()).map_err(Self::io(&spec.id))?;
+            write_atomic(&conf_path, conf.as_bytes()).map_err(self.io(&spec.id))?;
         }
 
         if let Some(pid) = self.running_pid(&spec.id) {
@@ -287,22 +307,25 @@ impl Runtime for LocalRuntime {
                     &dir.join("generation"),
                     spec.generation.to_string().as_bytes(),
                 )
-                .map_err(Self::io(&spec.id))?;
+                .map_err(self.io(&spec.id))?;
             }
             return Ok(Ensured::Running {
                 pid,
                 just_started: false,
             });
         }
-        if let Some(last_exit) = self.backoff(&spec.id) {
-            return Ok(Ensured::BackingOff { last_exit });
+        if let Some((last_exit, port_in_use)) = self.backoff(&spec.id) {
+            return Ok(Ensured::BackingOff {
+                last_exit,
+                port_in_use,
+            });
         }
         // The config on disk already carries the role, so a fresh process starts in it.
         write_atomic(
             &dir.join("generation"),
             spec.generation.to_string().as_bytes(),
         )
-        .map_err(Self::io(&spec.id))?;
+        .map_err(self.io(&spec.id))?;
         let pid = self.spawn(spec, &dir).await?;
         Ok(Ensured::Running {
             pid,
@@ -313,7 +336,7 @@ impl Runtime for LocalRuntime {
     async fn stage(&self, spec: &NodeSpec) -> Result<(), RuntimeError> {
         let dir = self.node_dir(&spec.id);
         let conf = config::render(spec, &dir, &self.bind);
-        write_atomic(&dir.join("valkey.conf"), conf.as_bytes()).map_err(Self::io(&spec.id))
+        write_atomic(&dir.join("valkey.conf"), conf.as_bytes()).map_err(self.io(&spec.id))
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
@@ -325,7 +348,7 @@ impl Runtime for LocalRuntime {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Self::io(id)(e)),
+            Err(e) => return Err(self.io(id)(e)),
         }
         self.crashes
             .lock()

@@ -216,6 +216,15 @@ impl Tx<'_> {
             })?)
     }
 
+    /// Moves a service to another port (its old one is held by another program).
+    pub fn service_set_port(&self, id: &str, port: u16, now: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE services SET port = ?2, update_time = ?3 WHERE id = ?1",
+            params![id, port, now],
+        )?;
+        Ok(())
+    }
+
     pub fn service_set_lost_bytes(&self, id: &str, lost: Option<i64>) -> Result<()> {
         self.tx.execute(
             "UPDATE services SET lost_bytes_estimate = ?2 WHERE id = ?1",

@@ -4,6 +4,7 @@
 use crate::harness::*;
 use redis::AsyncCommands;
 use serde_json::Value;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -343,4 +344,185 @@ mod crashes {
             );
         }
     }
+}
+
+fn port_of(service: &Value) -> u16 {
+    service["components"][0]["port"].as_u64().unwrap() as u16
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_held_by_another_program_is_skipped_or_left_for_another() {
+    let mut p = Platform::start().await;
+    // Taken before allocation: the probe skips it.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", p.ports.0)).unwrap();
+    p.create("skips", "hobbyist", None).await;
+    let s = p.wait_running("skips").await;
+    assert_ne!(port_of(&s), p.ports.0);
+    drop(squatter);
+
+    // Taken after allocation, while the node is down: the node moves to another port and
+    // keeps its data.
+    let mut con = valkey(&s).await;
+    let _: () = con.set("kept", "yes").await.unwrap();
+    let (local, _): (i64, i64) = redis::cmd("WAITAOF")
+        .arg(1)
+        .arg(0)
+        .arg(5000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(local, 1);
+    let old_port = port_of(&s);
+    p.stop_server().await;
+    kill9(p.node_pid(&s));
+    let squatter = wait_for(
+        "the old port to be free",
+        Duration::from_secs(10),
+        async || std::net::TcpListener::bind(("127.0.0.1", old_port)).ok(),
+    )
+    .await;
+    p.start_server().await;
+    let moved = wait_for(
+        "the service on another port",
+        Duration::from_secs(30),
+        async || {
+            let s = p.service("skips").await;
+            (s["state"] == "RUNNING" && port_of(&s) != old_port).then_some(s)
+        },
+    )
+    .await;
+    let mut con = valkey(&moved).await;
+    let v: Option<String> = con.get("kept").await.unwrap();
+    assert_eq!(v.as_deref(), Some("yes"));
+    assert!(p.server_log().contains("moved to another port"));
+    drop(squatter);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_data_directory_gives_a_clear_error_and_nothing_half_made() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = Platform::unstarted(&[]);
+    // The server runs as `nobody`; the node directory's parent belongs to root.
+    let chown = |path: &std::path::Path| {
+        assert!(
+            Command::new("chown")
+                .arg("65534:65534")
+                .arg(path)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    chown(p.data());
+    let nodes = p.data().join("nodes");
+    std::fs::create_dir(&nodes).unwrap();
+    std::fs::set_permissions(&nodes, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ]
+    .map(String::from)
+    .to_vec();
+    p.boot().await;
+
+    let (status, body) = p.try_create("blocked", "hobbyist", None).await;
+    assert_eq!(status, 200, "{body}");
+    let s = wait_for("the node error", Duration::from_secs(20), async || {
+        let s = p.service("blocked").await;
+        s["keyhaven_replication"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Permission denied"))
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(s["state"], "REBUILDING");
+    assert!(p.running_nodes().is_empty());
+    // The server is fine and the service can be deleted cleanly.
+    let (status, _) = p
+        .call("DELETE", "/v1/project/default/service/blocked", None)
+        .await;
+    assert_eq!(status, 200);
+    // Once the directory is writable, services run.
+    chown(&nodes);
+    p.create("fine", "hobbyist", None).await;
+    p.wait_running("fine").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_changes_clearly_and_recovers() {
+    let mut p = Platform::unstarted(&[]);
+    let dir = p.data().to_path_buf();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    p.mounts.push(dir.clone());
+    p.boot().await;
+    p.create("steady", "hobbyist", None).await;
+    let s = p.wait_running("steady").await;
+    let mut con = valkey(&s).await;
+    let _: () = con.set("before", "1").await.unwrap();
+
+    // Fill the disk.
+    let filler = dir.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let (status, body) = p.try_create("no-room", "hobbyist", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errors"][0]["error_code"], "storage_full", "{body}");
+    // Valkey refuses writes it cannot persist, with its own clear error ...
+    let refusal = wait_for(
+        "Valkey to refuse writes",
+        Duration::from_secs(20),
+        async || {
+            con.set::<_, _, ()>("probe", vec![b'x'; 64 * 1024])
+                .await
+                .err()
+                .map(|e| e.to_string())
+        },
+    )
+    .await;
+    assert!(
+        refusal.contains("MISCONF") || refusal.contains("AOF"),
+        "{refusal}"
+    );
+    // ... and the reconciler's failed writes to the store are logged, not fatal.
+    wait_for(
+        "the reconciler to report the full disk",
+        Duration::from_secs(20),
+        async || {
+            p.server_log()
+                .contains("data directory is full")
+                .then_some(())
+        },
+    )
+    .await;
+    let v: Option<String> = con.get("before").await.unwrap();
+    assert_eq!(v.as_deref(), Some("1"), "reads go on");
+
+    // Free the space: everything recovers, and the refused create left nothing behind.
+    std::fs::remove_file(&filler).unwrap();
+    let (status, _) = p
+        .call("GET", "/v1/project/default/service/no-room", None)
+        .await;
+    assert_eq!(status, 404);
+    wait_for(
+        "writes to be accepted again",
+        Duration::from_secs(20),
+        async || con.set::<_, _, ()>("after", "1").await.ok(),
+    )
+    .await;
+    p.create("no-room", "hobbyist", None).await;
+    p.wait_running("no-room").await;
+    assert_eq!(p.running_nodes().len(), 2);
 }

@@ -66,6 +66,10 @@ pub struct Platform {
     extra_args: Vec<String>,
     /// Environment of the next server start (e.g. a failpoint); cleared by the test.
     pub env: Vec<(String, String)>,
+    /// A command the server runs under (e.g. `setpriv` to run as another user).
+    pub wrapper: Vec<String>,
+    /// File systems mounted for this platform, unmounted when it drops.
+    pub mounts: Vec<PathBuf>,
 }
 
 impl Platform {
@@ -75,11 +79,28 @@ impl Platform {
 
     /// A platform whose server gets extra command-line arguments.
     pub async fn start_with(extra: &[&str]) -> Platform {
+        let mut p = Self::unstarted(extra);
+        p.boot().await;
+        p
+    }
+
+    /// Starts the server for the first time and reads the admin token it wrote.
+    pub async fn boot(&mut self) {
+        self.start_server().await;
+        self.token = std::fs::read_to_string(self.data_dir.path().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+    }
+
+    /// A platform whose data directory exists but whose server is not started yet, for
+    /// tests that prepare the directory first (a small tmpfs, other owners).
+    pub fn unstarted(extra: &[&str]) -> Platform {
         let block = NEXT_PORT_BLOCK.fetch_add(1, Ordering::SeqCst);
         // Spread test binaries over the range by pid, so two runs at once rarely meet;
         // Keyhaven skips ports in use anyway.
         let first = 20000 + (std::process::id() % 40) as u16 * 1000 + block * PORTS_PER_PLATFORM;
-        let mut p = Platform {
+        Platform {
             data_dir: tempfile::Builder::new()
                 .prefix("keyhaven-test")
                 .tempdir()
@@ -94,13 +115,9 @@ impl Platform {
                 .unwrap(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
-        };
-        p.start_server().await;
-        p.token = std::fs::read_to_string(p.data_dir.path().join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        p
+            wrapper: Vec::new(),
+            mounts: Vec::new(),
+        }
     }
 
     pub fn data(&self) -> &Path {
@@ -117,7 +134,15 @@ impl Platform {
             .append(true)
             .open(self.data().join("server.log"))
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .arg("server")
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -342,6 +367,9 @@ impl Drop for Platform {
             .arg(self.data())
             .stdout(Stdio::null())
             .status();
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg(m).status();
+        }
     }
 }
 
