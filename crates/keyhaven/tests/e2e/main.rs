@@ -8,4 +8,5 @@ mod cli;
 mod faults;
 mod lifecycle;
 mod replicas;
+mod security;
 mod service_api;

@@ -1,0 +1,329 @@
+//! Security: what needs a token, what is stored and logged, file modes, and what each
+//! Valkey user may do.
+
+use crate::harness::*;
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_endpoint_but_the_open_ones_needs_a_token() {
+    let p = Platform::start().await;
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let open = op["security"] == json!([{}]);
+            let url = path
+                .replace("{project}", "default")
+                .replace("{service}", "x")
+                .replace("{service_type}", "valkey")
+                .replace("{integration_id}", "00000000-0000-0000-0000-000000000000")
+                .replace("{token}", "t");
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            for auth in [
+                None,
+                Some("aivenv1 not-a-token"),
+                Some(&*format!("Basic {}", p.token)),
+            ] {
+                let mut req = p.http.request(m.clone(), p.url(&url)).body("{}");
+                if let Some(a) = auth {
+                    req = req.header("authorization", a);
+                }
+                let status = req.send().await.unwrap().status().as_u16();
+                if open {
+                    assert_ne!(status, 403, "{method} {path} is documented as open");
+                } else {
+                    assert_eq!(
+                        status, 403,
+                        "{method} {path} with {auth:?} answered {status}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations checked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_hashed_random_and_never_logged_and_files_are_private() {
+    let p = Platform::start().await;
+    let (_, created) = p
+        .call(
+            "POST",
+            "/v1/user",
+            Some(json!({"email": "u@example.com", "password": "s3cret-pass-word"})),
+        )
+        .await;
+    let user_token = created["token"].as_str().unwrap().to_string();
+    p.create("vault", "startup-4", None).await;
+    let s = p.wait_running("vault").await;
+    let password = s["users"][0]["password"].as_str().unwrap().to_string();
+    assert!(password.len() >= 24);
+    p.create("vault2", "startup-4", None).await;
+    assert_ne!(
+        p.service("vault2").await["users"][0]["password"],
+        s["users"][0]["password"]
+    );
+
+    // Tokens and user passwords never appear in the database, nor any secret in the log.
+    let mut db = std::fs::read(p.data().join("keyhaven.db")).unwrap();
+    if let Ok(wal) = std::fs::read(p.data().join("keyhaven.db-wal")) {
+        db.extend(wal);
+    }
+    let db = String::from_utf8_lossy(&db);
+    for secret in [p.token.as_str(), user_token.as_str(), "s3cret-pass-word"] {
+        assert!(!db.contains(secret), "a secret is stored in clear");
+    }
+    let log = p.server_log();
+    for secret in [&user_token, &password] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret is in the server log"
+        );
+    }
+
+    assert_eq!(mode(p.data()), 0o700);
+    for f in ["keyhaven.db", "admin-token"] {
+        assert_eq!(mode(&p.data().join(f)), 0o600, "{f}");
+    }
+    let node = p.node_dir_of_port(s["components"][0]["port"].as_u64().unwrap() as u16);
+    assert_eq!(mode(&node), 0o700);
+    assert_eq!(mode(&node.join("valkey.conf")), 0o600);
+}
+
+/// The local addresses a port listens on, from /proc/net/tcp{,6}.
+fn listening_addresses(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (addr, state) = (cols[1], cols[3]);
+            let (ip, p) = addr.rsplit_once(':').unwrap();
+            if state == "0A" && u16::from_str_radix(p, 16).unwrap() == port {
+                out.push(ip.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn valkey_users_can_do_only_what_they_are_for() {
+    let p = Platform::start().await;
+    p.create("locked", "startup-4", None).await;
+    let s = p.wait_running("locked").await;
+    let port = s["components"][0]["port"].as_u64().unwrap() as u16;
+    // Bound to the configured address only (127.0.0.1 = 0100007F).
+    assert_eq!(listening_addresses(port), vec!["0100007F".to_string()]);
+
+    let mut con = valkey(&s).await;
+    for cmd in [
+        &["REPLICAOF", "NO", "ONE"][..],
+        &["SLAVEOF", "NO", "ONE"],
+        &["FAILOVER"],
+        &["CONFIG", "SET", "maxmemory", "0"],
+        &["ACL", "WHOAMI"],
+        &["CLUSTER", "INFO"],
+        &["SHUTDOWN"],
+        &["SAVE"],
+        &["BGSAVE"],
+        &["BGREWRITEAOF"],
+        &["MONITOR"],
+        &["DEBUG", "SLEEP", "0"],
+        &["MODULE", "LIST"],
+        &["SYNC"],
+        &["PSYNC", "?", "-1"],
+    ] {
+        let r = redis::cmd(cmd[0])
+            .arg(&cmd[1..])
+            .query_async::<redis::Value>(&mut con)
+            .await;
+        let err = r.expect_err(&format!("{cmd:?} was allowed")).to_string();
+        assert!(
+            err.contains("has no permissions") || err.contains("command not allowed"),
+            "{cmd:?}: {err}"
+        );
+    }
+    // Everything a client needs works.
+    let _: () = con.set("k", "v").await.unwrap();
+    let _: i64 = con.publish("ch", "m").await.unwrap();
+
+    // The replication user can replicate and nothing else.
+    let node = p.node_dir_of_port(port);
+    let conf = std::fs::read_to_string(node.join("valkey.conf")).unwrap();
+    let repl_pw = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("user keyhaven-repl on >"))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap();
+    let mut repl =
+        redis::Client::open(format!("redis://keyhaven-repl:{repl_pw}@127.0.0.1:{port}/"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+    let _: String = redis::cmd("PING").query_async(&mut repl).await.unwrap();
+    for cmd in [
+        &["GET", "k"][..],
+        &["SET", "k", "x"],
+        &["KEYS", "*"],
+        &["CONFIG", "GET", "*"],
+        &["FLUSHALL"],
+        &["INFO"],
+    ] {
+        let r = redis::cmd(cmd[0])
+            .arg(&cmd[1..])
+            .query_async::<redis::Value>(&mut repl)
+            .await;
+        assert!(r.is_err(), "the replication user could run {cmd:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_names_and_paths_are_refused_cleanly() {
+    let p = Platform::start().await;
+    for name in [
+        "../../etc",
+        "a/b",
+        "ünïcode",
+        "a\u{0}b",
+        "UPPER",
+        "-x",
+        "x-",
+        &"y".repeat(300),
+        "",
+        " ",
+    ] {
+        let (status, body) = p.try_create(name, "hobbyist", None).await;
+        assert_eq!(status, 400, "{name:?}: {body}");
+        assert_eq!(body["errors"][0]["error_code"], "invalid_name");
+    }
+    for path in [
+        "/v1/project/default/service/..%2F..%2Fetc",
+        "/v1/project/..%2Fdefault/service",
+        "/v1/project/default/service/%C3%A9",
+        "/v1/project/default/service/%FF",
+        "/v1/project/default/integration/..",
+    ] {
+        let resp = p
+            .http
+            .get(p.url(path))
+            .header("authorization", format!("aivenv1 {}", p.token))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert!(matches!(status, 400 | 404 | 405), "{path}: {status}");
+        assert!(
+            body["errors"][0]["error_code"].is_string(),
+            "{path}: {body}"
+        );
+    }
+    let (_, list) = p.call("GET", "/v1/project/default/service", None).await;
+    assert_eq!(list["services"], json!([]));
+    assert!(p.running_nodes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_creates_deletes_and_promotions_stay_consistent() {
+    let p = Arc::new(Platform::start().await);
+    p.create("core", "startup-4", None).await;
+    p.wait_running("core").await;
+    for i in 0..3 {
+        p.create(&format!("rep{i}"), "startup-4", Some("core"))
+            .await;
+    }
+    for i in 0..3 {
+        p.wait_running(&format!("rep{i}")).await;
+    }
+    let links: Vec<String> = futures_ids(&p).await;
+
+    let mut tasks = Vec::new();
+    // Promote every replica twice, delete one replica, add replicas and delete the primary,
+    // all at once.
+    for id in links.iter().chain(links.iter()) {
+        let (p, id) = (p.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            p.call(
+                "DELETE",
+                &format!("/v1/project/default/integration/{id}"),
+                None,
+            )
+            .await
+        }));
+    }
+    {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            p.call("DELETE", "/v1/project/default/service/rep2", None)
+                .await
+        }));
+    }
+    for i in 3..8 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            p.try_create(&format!("rep{i}"), "startup-4", Some("core"))
+                .await
+        }));
+    }
+    {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            p.call("DELETE", "/v1/project/default/service/core", None)
+                .await
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert!(status < 500 || status == 503, "{status}: {body}");
+        assert!(body.is_object());
+    }
+
+    // Consistent afterwards: each link promoted at most once, at most 5 replicas, and the
+    // services that exist all run.
+    let (_, list) = p.call("GET", "/v1/project/default/service", None).await;
+    let names: Vec<String> = list["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service_name"].as_str().unwrap().to_string())
+        .collect();
+    let (_, core_links) = p
+        .call("GET", "/v1/project/default/service/core/integration", None)
+        .await;
+    if names.contains(&"core".to_string()) {
+        assert!(core_links["service_integrations"].as_array().unwrap().len() <= 5);
+    }
+    for n in &names {
+        p.wait_running(n).await;
+    }
+    crate::harness::wait_for(
+        "one node per service",
+        std::time::Duration::from_secs(20),
+        async || (p.running_nodes().len() == names.len()).then_some(()),
+    )
+    .await;
+}
+
+async fn futures_ids(p: &Platform) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(p.link_id(&format!("rep{i}")).await);
+    }
+    ids
+}
