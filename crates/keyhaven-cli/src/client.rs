@@ -12,7 +12,9 @@ pub enum ClientError {
     /// The API answered with an error.
     #[error("{message} (status {status})")]
     Api { status: u16, message: String },
-    #[error("cannot reach the Keyhaven server at {url}: {reason}")]
+    #[error(
+        "cannot reach the Keyhaven server at {url} ({reason}); is `keyhaven server` running there?"
+    )]
     Unreachable { url: String, reason: String },
     #[error(
         "not logged in: pass --auth-token, set KEYHAVEN_AUTH_TOKEN, or run `keyhaven user login EMAIL --token`"

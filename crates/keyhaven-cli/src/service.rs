@@ -8,24 +8,44 @@ use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+/// avn's columns, plus the role and (for a replica) its primary.
 const SERVICE_COLUMNS: &[&str] = &[
     "service_name",
     "service_type",
     "state",
+    "role",
+    "primary",
     "cloud_name",
     "plan",
     "create_time",
     "update_time",
 ];
+/// avn's columns for integrations.
 const INTEGRATION_COLUMNS: &[&str] = &[
     "service_integration_id",
-    "source_service",
-    "dest_service",
+    "source",
+    "dest",
     "integration_type",
     "enabled",
     "active",
     "description",
 ];
+
+/// A service as a table row: the API object plus the computed `role` and `primary`.
+fn service_row(s: &Value) -> Value {
+    let mut row = s.clone();
+    row["role"] = s["keyhaven_role"].clone();
+    row["primary"] = s["keyhaven_replication"]["primary_service"].clone();
+    row
+}
+
+/// An integration as a table row, with avn's `source` and `dest`.
+fn integration_row(i: &Value) -> Value {
+    let mut row = i.clone();
+    row["source"] = i["source_service"].clone();
+    row["dest"] = i["dest_service"].clone();
+    row
+}
 
 #[derive(Args, Debug)]
 pub struct ServiceCmd {
@@ -77,6 +97,7 @@ enum ServiceVerb {
         /// With --wait: give up after this many seconds
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Name of the new service
         name: String,
     },
     /// List the project's services.
@@ -94,6 +115,7 @@ enum ServiceVerb {
     Get {
         #[command(flatten)]
         project: ProjectOpt,
+        /// Service name
         name: String,
     },
     /// Wait until services are RUNNING, showing state and sync progress.
@@ -106,6 +128,7 @@ enum ServiceVerb {
         /// Give up after this many seconds
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Services to wait for
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -116,8 +139,10 @@ enum ServiceVerb {
     Terminate {
         #[command(flatten)]
         project: ProjectOpt,
+        /// Do not ask for confirmation
         #[arg(long)]
         force: bool,
+        /// Services to terminate (all must exist, or none is terminated)
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -128,6 +153,7 @@ enum ServiceVerb {
     IntegrationList {
         #[command(flatten)]
         project: ProjectOpt,
+        /// Service name
         name: String,
     },
     /// Delete an integration; deleting a read_replica link promotes the replica.
@@ -137,6 +163,7 @@ enum ServiceVerb {
     IntegrationDelete {
         #[command(flatten)]
         project: ProjectOpt,
+        /// SERVICE_INTEGRATION_ID from `service integration-list`
         integration_id: String,
     },
     /// Promote a read replica to an independent primary (asks first unless --force).
@@ -146,8 +173,10 @@ enum ServiceVerb {
     Promote {
         #[command(flatten)]
         project: ProjectOpt,
+        /// Do not ask for confirmation
         #[arg(long)]
         force: bool,
+        /// The read replica to promote
         replica: String,
     },
     /// List a primary's read replicas with their state and lag.
@@ -157,6 +186,7 @@ enum ServiceVerb {
     Replicas {
         #[command(flatten)]
         project: ProjectOpt,
+        /// The primary service
         primary: String,
     },
 }
@@ -233,7 +263,7 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             if c.settings.json {
                 output::json(&s);
             } else {
-                output::table(SERVICE_COLUMNS, &[s]);
+                output::table(SERVICE_COLUMNS, &[service_row(&s)]);
             }
             Ok(())
         }
@@ -251,6 +281,10 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             names,
         } => {
             let c = client(conn, &project)?;
+            // Every name must exist before any is terminated: a typo deletes nothing.
+            for name in &names {
+                get_service(&c, name).await?;
+            }
             for name in &names {
                 if !force {
                     let typed =
@@ -281,7 +315,8 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             if c.settings.json {
                 output::json(&Value::Array(items));
             } else if !items.is_empty() {
-                output::table(INTEGRATION_COLUMNS, &items);
+                let rows: Vec<Value> = items.iter().map(integration_row).collect();
+                output::table(INTEGRATION_COLUMNS, &rows);
             }
             Ok(())
         }
@@ -377,7 +412,8 @@ fn print_services(c: &Client, services: Vec<Value>) {
     if c.settings.json {
         output::json(&Value::Array(services));
     } else if !services.is_empty() {
-        output::table(SERVICE_COLUMNS, &services);
+        let rows: Vec<Value> = services.iter().map(service_row).collect();
+        output::table(SERVICE_COLUMNS, &rows);
     }
 }
 

@@ -16,17 +16,20 @@ pub struct UserCmd {
 
 #[derive(Subcommand, Debug)]
 enum UserVerb {
-    /// Save credentials in the config file: a token (--token, read from --auth-token or
-    /// KEYHAVEN_AUTH_TOKEN), or a password (from KEYHAVEN_PASSWORD, else asked for).
+    /// Save credentials in the config file: a token (--token TOKEN, or --token with
+    /// --auth-token / KEYHAVEN_AUTH_TOKEN), or a password (KEYHAVEN_PASSWORD, else asked for).
     ///
     /// Examples:
+    ///   keyhaven user login admin@localhost --token "$(cat keyhaven-data/admin-token)"
     ///   KEYHAVEN_AUTH_TOKEN=... keyhaven user login admin@localhost --token
     ///   KEYHAVEN_PASSWORD=... keyhaven user login dev@example.com
     #[command(verbatim_doc_comment)]
     Login {
-        /// Use the token given by --auth-token / KEYHAVEN_AUTH_TOKEN instead of a password
-        #[arg(long)]
-        token: bool,
+        /// Log in with a token instead of a password: the one given here, else
+        /// --auth-token / KEYHAVEN_AUTH_TOKEN
+        #[arg(long, num_args = 0..=1, value_name = "TOKEN")]
+        token: Option<Option<String>>,
+        /// The user's email
         email: String,
     },
     /// Show who the token belongs to.
@@ -40,11 +43,17 @@ pub async fn run(cmd: UserCmd) -> Result<(), ClientError> {
     let settings = Settings::resolve(&cmd.conn, None);
     match cmd.verb {
         UserVerb::Login { token, email } => {
-            let token = if token {
-                let c = Client::new(settings.clone())?;
+            let token = if let Some(given) = token {
+                let token = given
+                    .or(settings.token.clone())
+                    .ok_or(ClientError::NoToken)?;
+                let c = Client::new(Settings {
+                    token: Some(token.clone()),
+                    ..settings.clone()
+                })?;
                 // Checks the token before saving it.
                 let _: Value = c.get("/v1/me").await?;
-                settings.token.clone().ok_or(ClientError::NoToken)?
+                token
             } else {
                 let password = match std::env::var("KEYHAVEN_PASSWORD") {
                     Ok(p) => p,

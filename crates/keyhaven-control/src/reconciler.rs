@@ -312,13 +312,22 @@ async fn observe(
     health.link_down_since_seconds = info
         .int("master_link_down_since_seconds")
         .filter(|v| *v >= 0);
-    health.sync_in_progress = info.int("master_sync_in_progress") == Some(1);
+    // A diskless load shows its progress as `loading_*` (the `master_sync_*` byte counts
+    // stay 0 with dual-channel replication), so both are read.
+    let loading = info.int("loading") == Some(1);
+    health.sync_in_progress = info.int("master_sync_in_progress") == Some(1) || loading;
     if health.sync_in_progress {
-        health.sync_read_bytes = info.int("master_sync_read_bytes");
-        // Diskless sync reports no total: estimate it from the primary's dataset size.
-        health.sync_total_bytes = info
-            .int("master_sync_total_bytes")
-            .filter(|t| *t > 0)
+        let positive = |key: &str| info.int(key).filter(|v| *v > 0);
+        health.sync_read_bytes = if loading {
+            info.int("loading_loaded_bytes")
+        } else {
+            info.int("master_sync_read_bytes")
+        };
+        // Diskless sync reports no total: estimate it from what the snapshot's sender
+        // said its memory was, else from the primary's dataset size.
+        health.sync_total_bytes = positive("master_sync_total_bytes")
+            .or_else(|| positive("loading_total_bytes"))
+            .or_else(|| positive("loading_rdb_used_mem"))
             .or_else(|| primary_info.and_then(|p| p.int("used_memory_dataset")));
     }
     if let (Some(pinfo), Some(primary), Some(offset)) = (primary_info, primary, health.repl_offset)

@@ -93,7 +93,7 @@ impl App {
             return Err(AppError::invalid(
                 "replica_plan_not_allowed",
                 format!(
-                    "Read replicas are available on Startup plans only; '{}' is not one (valid: {})",
+                    "A read replica's plan must be a Startup plan; the replica's plan '{}' is not one (valid: {})",
                     plan.name,
                     Plan::replica_plan_names()
                 ),
