@@ -9,24 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-/// Keyhaven's admin connection to a node, with the password from its generated config.
-pub async fn admin(p: &Platform, service: &Value) -> redis::aio::MultiplexedConnection {
-    let port = service["components"][0]["port"].as_u64().unwrap();
-    let conf =
-        std::fs::read_to_string(p.node_dir_of_port(port as u16).join("valkey.conf")).unwrap();
-    let password = conf
-        .lines()
-        .find_map(|l| l.strip_prefix("user keyhaven-admin on >"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap();
-    let url = format!("redis://keyhaven-admin:{password}@127.0.0.1:{port}/");
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 async fn info_field(
     con: &mut redis::aio::MultiplexedConnection,
     section: &str,
@@ -81,7 +63,7 @@ async fn a_killed_replica_resumes_with_a_partial_resync_while_the_primary_takes_
     .await;
 
     // The replica's snapshot (its periodic `save`, made now rather than waited for).
-    let mut ra = admin(&p, &replica).await;
+    let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
     let _: () = redis::cmd("BGSAVE").query_async(&mut ra).await.unwrap();
     wait_for(
         "the replica's snapshot",
@@ -96,7 +78,7 @@ async fn a_killed_replica_resumes_with_a_partial_resync_while_the_primary_takes_
         info_field(&mut ra, "persistence", "rdb_last_bgsave_status").await,
         "ok"
     );
-    let mut pa = admin(&p, &primary).await;
+    let mut pa = p.node_connection(&primary, "keyhaven-admin").await;
     let partial_before = info_int(&mut pa, "stats", "sync_partial_ok").await;
     let full_before = info_int(&mut pa, "stats", "sync_full").await;
 

@@ -320,6 +320,48 @@ impl Platform {
         panic!("no node directory for port {port}");
     }
 
+    /// DELETE of an integration (a promotion, for a read_replica link).
+    pub async fn delete_link(&self, id: &str) -> (u16, Value) {
+        self.call(
+            "DELETE",
+            &format!("/v1/project/default/integration/{id}"),
+            None,
+        )
+        .await
+    }
+
+    /// The password of one of Keyhaven's own users (`keyhaven-admin`, `keyhaven-repl`) on a
+    /// service's node, from its generated config: tests use it to inspect or break a node.
+    pub fn node_password(&self, service: &Value, user: &str) -> String {
+        let port = service["components"][0]["port"].as_u64().unwrap() as u16;
+        let conf =
+            std::fs::read_to_string(self.node_dir_of_port(port).join("valkey.conf")).unwrap();
+        let prefix = format!("user {user} on >");
+        conf.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {user} in the node's config"))
+            .to_string()
+    }
+
+    /// A connection to a service's node as one of Keyhaven's own users.
+    pub async fn node_connection(
+        &self,
+        service: &Value,
+        user: &str,
+    ) -> redis::aio::MultiplexedConnection {
+        let port = service["components"][0]["port"].as_u64().unwrap();
+        let url = format!(
+            "redis://{user}:{}@127.0.0.1:{port}/",
+            self.node_password(service, user)
+        );
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     /// The pid of a service's valkey-server.
     pub fn node_pid(&self, service: &Value) -> u32 {
         let port = service["components"][0]["port"].as_u64().unwrap() as u16;
@@ -419,11 +461,16 @@ pub fn pid_alive(pid: u32) -> bool {
             .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
 }
 
-pub fn kill9(pid: u32) {
+/// Sends a signal (`-9`, `-STOP`, `-CONT`) to a process.
+pub fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
-        .args(["-9", &pid.to_string()])
+        .args([sig, &pid.to_string()])
         .status()
         .unwrap()
         .success();
-    assert!(ok, "kill -9 {pid} failed");
+    assert!(ok, "kill {sig} {pid} failed");
+}
+
+pub fn kill9(pid: u32) {
+    signal(pid, "-9");
 }

@@ -285,23 +285,11 @@ async fn promotion_under_write_load_keeps_every_acknowledged_write() {
 
     let id = p.link_id("dst").await;
     let before_request = acked.load(Ordering::SeqCst);
-    let (status, body) = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{id}"),
-            None,
-        )
-        .await;
+    let (status, body) = p.delete_link(&id).await;
     assert_eq!(status, 200, "{body}");
     let after_response = acked.load(Ordering::SeqCst);
     // Concurrent and later deletes of the same link: 404.
-    let (status, _) = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{id}"),
-            None,
-        )
-        .await;
+    let (status, _) = p.delete_link(&id).await;
     assert_eq!(status, 404);
 
     // Writes keep flowing on the old primary after the promotion.
@@ -373,28 +361,10 @@ async fn promotion_with_the_primary_down_detaches_and_records_the_gap() {
     // Freeze the primary with SIGSTOP: it stops answering, but its process stays, so the
     // reconciler does not restart it behind the test's back.
     let pid = p.node_pid(&primary);
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(pid, "-STOP");
     let id = p.link_id("survivor").await;
-    let (status, body) = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{id}"),
-            None,
-        )
-        .await;
-    assert!(
-        Command::new("kill")
-            .args(["-CONT", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let (status, body) = p.delete_link(&id).await;
+    signal(pid, "-CONT");
     assert_eq!(status, 200, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("did not answer"),
@@ -412,31 +382,6 @@ async fn promotion_with_the_primary_down_detaches_and_records_the_gap() {
     let _: () = rc.set("k", "v").await.unwrap();
 }
 
-/// Keyhaven's admin password of a node, from its generated config (tests only: it lets a
-/// test break replication the way a network fault would).
-fn admin_password(p: &Platform, service: &Value) -> String {
-    let port = service["components"][0]["port"].as_u64().unwrap() as u16;
-    let conf = std::fs::read_to_string(p.node_dir_of_port(port).join("valkey.conf")).unwrap();
-    conf.lines()
-        .find_map(|l| l.strip_prefix("user keyhaven-admin on >"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_string()
-}
-
-async fn admin(p: &Platform, service: &Value) -> redis::aio::MultiplexedConnection {
-    let port = service["components"][0]["port"].as_u64().unwrap();
-    let url = format!(
-        "redis://keyhaven-admin:{}@127.0.0.1:{port}/",
-        admin_password(p, service)
-    );
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_that_cannot_catch_up_is_not_promoted_and_nothing_changes() {
     let p = Platform::start_with(&["--promotion-pause-ms", "300"]).await;
@@ -447,7 +392,7 @@ async fn a_replica_that_cannot_catch_up_is_not_promoted_and_nothing_changes() {
 
     // Cut the replica off its primary (wrong replication password, link killed), then
     // write on the primary: the replica can no longer catch up.
-    let mut ra = admin(&p, &replica).await;
+    let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("primaryauth")
@@ -466,13 +411,7 @@ async fn a_replica_that_cannot_catch_up_is_not_promoted_and_nothing_changes() {
     let _: () = pc.set("unreplicated", "1").await.unwrap();
 
     let id = p.link_id("behind").await;
-    let (status, body) = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{id}"),
-            None,
-        )
-        .await;
+    let (status, body) = p.delete_link(&id).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["errors"][0]["error_code"], "replica_behind");
     assert!(
@@ -499,13 +438,7 @@ async fn a_replica_that_cannot_catch_up_is_not_promoted_and_nothing_changes() {
         },
     )
     .await;
-    let (status, body) = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{id}"),
-            None,
-        )
-        .await;
+    let (status, body) = p.delete_link(&id).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -516,29 +449,11 @@ async fn a_replica_in_its_first_sync_cannot_be_promoted() {
     let primary = p.wait_running("frozen").await;
     let pid = p.node_pid(&primary);
     // A frozen primary cannot serve the first sync: the replica stays REBUILDING.
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(pid, "-STOP");
     let created = p.try_create("partial", "startup-4", Some("frozen")).await;
     let id = p.link_id("partial").await;
-    let result = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{id}"),
-            None,
-        )
-        .await;
-    assert!(
-        Command::new("kill")
-            .args(["-CONT", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let result = p.delete_link(&id).await;
+    signal(pid, "-CONT");
     assert_eq!(created.0, 200, "{}", created.1);
     let (status, body) = result;
     assert_eq!(status, 409, "{body}");
@@ -558,14 +473,7 @@ async fn of_concurrent_promotions_of_one_link_exactly_one_succeeds() {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (p, id) = (p.clone(), id.clone());
-        tasks.push(tokio::spawn(async move {
-            p.call(
-                "DELETE",
-                &format!("/v1/project/default/integration/{id}"),
-                None,
-            )
-            .await
-        }));
+        tasks.push(tokio::spawn(async move { p.delete_link(&id).await }));
     }
     let mut statuses = Vec::new();
     for t in tasks {

@@ -163,19 +163,7 @@ async fn valkey_users_can_do_only_what_they_are_for() {
     let _: i64 = con.publish("ch", "m").await.unwrap();
 
     // The replication user can replicate and nothing else.
-    let node = p.node_dir_of_port(port);
-    let conf = std::fs::read_to_string(node.join("valkey.conf")).unwrap();
-    let repl_pw = conf
-        .lines()
-        .find_map(|l| l.strip_prefix("user keyhaven-repl on >"))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap();
-    let mut repl =
-        redis::Client::open(format!("redis://keyhaven-repl:{repl_pw}@127.0.0.1:{port}/"))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+    let mut repl = p.node_connection(&s, "keyhaven-repl").await;
     let _: String = redis::cmd("PING").query_async(&mut repl).await.unwrap();
     for cmd in [
         &["GET", "k"][..],
@@ -258,14 +246,7 @@ async fn concurrent_creates_deletes_and_promotions_stay_consistent() {
     // all at once.
     for id in links.iter().chain(links.iter()) {
         let (p, id) = (p.clone(), id.clone());
-        tasks.push(tokio::spawn(async move {
-            p.call(
-                "DELETE",
-                &format!("/v1/project/default/integration/{id}"),
-                None,
-            )
-            .await
-        }));
+        tasks.push(tokio::spawn(async move { p.delete_link(&id).await }));
     }
     {
         let p = p.clone();
