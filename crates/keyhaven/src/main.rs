@@ -10,7 +10,15 @@ use std::process::ExitCode;
 #[command(
     name = "keyhaven",
     version,
-    about = "Managed Valkey with read replicas, on your own machines"
+    about = "Managed Valkey with read replicas, on your own machines",
+    after_help = "Examples:
+  keyhaven server                  run the server (API on 127.0.0.1:8080, data in ./keyhaven-data)
+  keyhaven service create -p startup-4 primary --wait
+  keyhaven service create -p startup-4 --read-replica-for primary replica --wait
+  keyhaven service replicas primary
+  keyhaven service promote replica
+
+Every command's --help has examples."
 )]
 struct Cli {
     #[command(subcommand)]
