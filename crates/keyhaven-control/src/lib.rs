@@ -24,9 +24,10 @@ pub use identity::Caller;
 use keyhaven_core::Cloud;
 use keyhaven_runtime::Runtime;
 use keyhaven_store::Store;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::Notify;
 
 /// Settings of the control plane, from the server's command line.
@@ -64,6 +65,8 @@ pub struct App {
     /// Links whose promotion runs in this process right now; the reconciler leaves those
     /// nodes alone and only rolls forward promotions nobody is running.
     promotions_in_flight: Mutex<HashSet<String>>,
+    /// When the reconciler last tried to roll each `promoting` link forward.
+    roll_forward_attempts: Mutex<HashMap<String, Instant>>,
 }
 
 impl App {
@@ -79,6 +82,7 @@ impl App {
             config,
             wake,
             promotions_in_flight: Mutex::default(),
+            roll_forward_attempts: Mutex::default(),
         })
     }
 

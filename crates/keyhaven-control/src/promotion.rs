@@ -4,31 +4,41 @@
 //! 1. The intent is recorded first, in one transaction: the link becomes `promoting` and
 //!    the replica's desired role becomes primary at the next generation. Of concurrent
 //!    requests exactly one moves the link from `active`; the others get 404.
-//! 2. The replica's config is staged as a primary, so a node restart from here on never
-//!    brings it back following the old primary.
+//! 2. The replica's config is staged as a primary (and its staged generation recorded), so
+//!    neither a node restart nor a stale reconciler pass brings it back following the old
+//!    primary.
 //! 3. If the primary answers a PING within 1 s: `CLIENT PAUSE <bound> WRITE` on it, read
-//!    its offset once right after the pause, wait until the replica's offset is at or past
-//!    it (not equal: a paused primary still sends PINGs to replicas), `REPLICAOF NO ONE`
-//!    on the replica, `CLIENT UNPAUSE`. Every write acknowledged before the pause is in
-//!    the offset, so it is on the promoted node. When the replica cannot catch up within
-//!    the bound, the primary is resumed and the intent abandoned: the replica was never
-//!    detached, nothing changed, and the caller gets 503 with the bytes behind.
+//!    its replication id and offset once right after the pause, wait until the replica is
+//!    linked to that same history (same replication id, link up, no sync running) and its
+//!    offset is at or past it (not equal: a paused primary still sends PINGs), `REPLICAOF NO
+//!    ONE` on the replica, `CLIENT UNPAUSE`. Every write acknowledged before the pause is in
+//!    that offset, so it is on the promoted node. When the replica cannot catch up within the
+//!    bound, or cannot be reached before anything was sent to it, the primary is resumed and
+//!    the intent abandoned: nothing changed, and the caller gets 503.
 //! 4. If the primary does not answer, the replica is detached at once and the last known
 //!    gap is recorded as `lost_bytes_estimate`.
-//! 5. The link is deleted. A crash anywhere in 1–4 leaves a `promoting` link that the
-//!    reconciler rolls forward at the next start; a role's generation only goes up, so a
-//!    promoted node is never re-attached.
+//! 5. The promoted node turns its AOF on; once its first AOF is written (until then a
+//!    restart could only start from its last RDB snapshot), the link is deleted.
+//!
+//! A crash anywhere in 1–5 leaves a `promoting` link that the reconciler rolls forward
+//! (never back: `REPLICAOF NO ONE` may have been sent) at the next start; a role's
+//! generation only goes up, so a promoted node is never re-attached.
 
 use crate::spec::node_spec;
 use crate::{App, AppError, Caller};
 use keyhaven_core::time::now_micros;
 use keyhaven_core::{Role, ServiceState};
-use keyhaven_runtime::admin::Admin;
+use keyhaven_runtime::admin::{Admin, RedisError};
+use keyhaven_runtime::{Ensured, NodeSpec, RuntimeError};
 use keyhaven_store::{IntegrationRow, LinkStatus, ServiceRow};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a promotion waits for the promoted node's first AOF before it answers anyway
+/// (the reconciler finishes it; see RELIABILITY.md).
+const AOF_WAIT: Duration = Duration::from_secs(60);
 
 /// What a finished promotion reports.
 #[derive(Debug, Clone)]
@@ -43,16 +53,62 @@ pub struct Promoted {
 
 enum Outcome {
     Done(Promoted),
-    /// The replica could not catch up in time; nothing was changed.
-    Behind {
-        bytes: i64,
-    },
+    /// Nothing was changed on the replica; the intent is to be abandoned.
+    Abandon(AppError),
+}
+
+/// Marks a link's promotion as running in this process; released on drop.
+pub(crate) struct InFlight {
+    app: Arc<App>,
+    link: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.app
+            .promotions_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.link);
+        self.app.wake.notify_one();
+    }
+}
+
+fn runtime_error(e: RuntimeError) -> AppError {
+    match e {
+        RuntimeError::Io { .. } | RuntimeError::Apply { .. } | RuntimeError::Start { .. } => {
+            AppError::Unavailable {
+                code: "node_unavailable",
+                message: e.to_string(),
+            }
+        }
+        RuntimeError::StaleGeneration { .. } => AppError::Internal(e.to_string()),
+    }
 }
 
 impl App {
+    /// Claims a link's promotion for this process; `None` when one runs already.
+    pub(crate) fn claim_promotion(self: &Arc<Self>, link: &str) -> Option<InFlight> {
+        let mut inflight = self
+            .promotions_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        inflight.insert(link.to_string()).then(|| InFlight {
+            app: self.clone(),
+            link: link.to_string(),
+        })
+    }
+
+    pub(crate) fn promotion_in_flight(&self, link_id: &str) -> bool {
+        self.promotions_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(link_id)
+    }
+
     /// `DELETE /v1/project/P/integration/ID`.
     pub async fn integration_delete(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         project: &str,
         id: &str,
@@ -65,6 +121,12 @@ impl App {
                     id.chars().take(64).collect::<String>()
                 ),
             )
+        };
+        // Claimed before the intent is recorded, so the reconciler never takes this
+        // promotion over between the two.
+        let Some(_claim) = self.claim_promotion(id) else {
+            self.project_for(caller, project)?;
+            return Err(not_found());
         };
         let now = now_micros();
         let link = self.store.write(|tx| {
@@ -93,44 +155,35 @@ impl App {
         })?;
         info!(project, replica = %link.dest_service, primary = %link.source_service, link = %link.id, "promotion intent recorded");
         crate::failpoint::hit("promotion.intent_recorded");
-        self.promote_recorded(&link).await
+        self.promote_steps(&link, false).await
     }
 
-    /// Runs steps 2–5 for a link already marked `promoting`; used by the request above and
-    /// by the reconciler's roll-forward after a crash.
-    pub(crate) async fn promote_recorded(
+    /// Rolls forward a promotion left `promoting` (by a crash, or by a failed attempt).
+    pub(crate) async fn promote_roll_forward(self: &Arc<Self>, link: &IntegrationRow) {
+        let Some(_claim) = self.claim_promotion(&link.id) else {
+            return;
+        };
+        // The link may have been finished since the reconciler read it.
+        match self
+            .store
+            .read(|tx| tx.integration_get(&link.project, &link.id))
+        {
+            Ok(Some(l)) if l.status == LinkStatus::Promoting => {}
+            _ => return,
+        }
+        warn!(link = %link.id, replica = %link.dest_service, "rolling an interrupted promotion forward");
+        if let Err(e) = self.promote_steps(link, true).await {
+            warn!(link = %link.id, error = %e, "roll-forward of a promotion did not finish; it is retried");
+        }
+    }
+
+    /// Steps 2–5. `roll_forward`: this process did not record the intent, so it cannot
+    /// know what was sent to the nodes before; it never abandons.
+    async fn promote_steps(
         &self,
         link: &IntegrationRow,
+        roll_forward: bool,
     ) -> Result<Promoted, AppError> {
-        {
-            let mut inflight = self
-                .promotions_in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !inflight.insert(link.id.clone()) {
-                return Err(AppError::conflict(
-                    "promotion_in_progress",
-                    "This promotion is already running",
-                ));
-            }
-        }
-        let result = self.promote_steps(link).await;
-        self.promotions_in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&link.id);
-        self.wake.notify_one();
-        result
-    }
-
-    pub(crate) fn promotion_in_flight(&self, link_id: &str) -> bool {
-        self.promotions_in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(link_id)
-    }
-
-    async fn promote_steps(&self, link: &IntegrationRow) -> Result<Promoted, AppError> {
         let (replica, primary) = self.store.read(|tx| {
             Ok::<_, AppError>((
                 tx.service_by_id(&link.dest_service_id)?,
@@ -143,10 +196,11 @@ impl App {
             primary.ok_or_else(|| AppError::Internal("promoting from a missing primary".into()))?;
         let host = self.service_host().to_string();
         let new_spec = node_spec(&replica, None, &host);
-        self.runtime
-            .stage(&new_spec)
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        if let Err(e) = self.runtime.stage(&new_spec).await {
+            return self
+                .abandon_or_fail(link, &replica, &primary, roll_forward, runtime_error(e))
+                .await;
+        }
         crate::failpoint::hit("promotion.staged");
 
         let primary_admin = match Admin::connect(
@@ -161,7 +215,10 @@ impl App {
             Err(_) => None,
         };
         let outcome = match primary_admin {
-            Some(mut p) => self.detach_in_step(&replica, &primary, &mut p).await?,
+            Some(mut p) => {
+                self.detach_in_step(&replica, &primary, &mut p, roll_forward)
+                    .await?
+            }
             None => {
                 let lost = replica.health.bytes_behind.unwrap_or(0).max(0);
                 warn!(replica = %replica.name, primary = %primary.name, lost_bytes_estimate = lost,
@@ -169,7 +226,7 @@ impl App {
                 self.runtime
                     .ensure(&new_spec)
                     .await
-                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                    .map_err(runtime_error)?;
                 Outcome::Done(Promoted {
                     replica: replica.name.clone(),
                     primary: primary.name.clone(),
@@ -178,51 +235,93 @@ impl App {
                 })
             }
         };
-
-        match outcome {
-            Outcome::Done(promoted) => {
-                // Record the new generation on the node (AOF on, config) before the link
-                // goes: until then a crash rolls this promotion forward again.
-                self.runtime
-                    .ensure(&new_spec)
-                    .await
-                    .map_err(|e| AppError::Internal(e.to_string()))?;
-                crate::failpoint::hit("promotion.node_updated");
-                self.store.write(|tx| {
-                    tx.service_set_lost_bytes(&replica.id, promoted.lost_bytes_estimate)?;
-                    tx.integration_delete(&link.id)?;
-                    Ok::<_, AppError>(())
-                })?;
-                info!(replica = %promoted.replica, primary = %promoted.primary,
-                      write_pause_us = promoted.write_pause.map(|d| d.as_micros() as u64),
-                      "replica promoted to primary");
-                Ok(promoted)
+        let promoted = match outcome {
+            Outcome::Done(p) => p,
+            Outcome::Abandon(e) => {
+                return self
+                    .abandon_or_fail(link, &replica, &primary, roll_forward, e)
+                    .await;
             }
-            Outcome::Behind { bytes } => {
-                let now = now_micros();
-                let gen_spec = self.store.write(|tx| {
-                    tx.integration_set_status(&link.id, LinkStatus::Promoting, LinkStatus::Active)?;
-                    tx.service_set_role(&replica.id, Role::Replica, now)?;
-                    let row = tx.service_by_id(&replica.id)?;
-                    Ok::<_, AppError>(row)
-                })?;
-                if let Some(row) = gen_spec {
-                    // Restores the replica config staged away above; the node itself was
-                    // never detached, so this changes nothing on it.
-                    let spec = node_spec(&row, Some(&primary), &host);
-                    if let Err(e) = self.runtime.ensure(&spec).await {
-                        warn!(replica = %replica.name, error = %e, "could not restore the replica config after an abandoned promotion");
-                    }
+        };
+
+        // Step 5: the new primary's AOF on, and written, before the link goes.
+        self.finish_role(&new_spec).await?;
+        crate::failpoint::hit("promotion.node_updated");
+        self.store.write(|tx| {
+            tx.service_set_lost_bytes(&replica.id, promoted.lost_bytes_estimate)?;
+            tx.integration_delete(&link.id)?;
+            Ok::<_, AppError>(())
+        })?;
+        info!(replica = %promoted.replica, primary = %promoted.primary,
+              write_pause_us = promoted.write_pause.map(|d| d.as_micros() as u64),
+              "replica promoted to primary");
+        Ok(promoted)
+    }
+
+    /// Applies the primary role to the detached node (starting it if it died) and waits,
+    /// bounded, until its first AOF is written.
+    async fn finish_role(&self, spec: &NodeSpec) -> Result<(), AppError> {
+        let deadline = Instant::now() + AOF_WAIT;
+        loop {
+            match self.runtime.ensure(spec).await.map_err(runtime_error)? {
+                Ensured::Running {
+                    role_pending: false,
+                    ..
+                } => return Ok(()),
+                Ensured::Running { .. } if Instant::now() >= deadline => {
+                    warn!(node = %spec.label, "the promoted node's first AOF is still being written; the reconciler finishes it");
+                    return Ok(());
                 }
-                Err(AppError::Unavailable {
-                    code: "replica_behind",
-                    message: format!(
-                        "Replica '{}' could not catch up with '{}' within {} ms ({bytes} bytes behind); nothing was changed, try again",
-                        replica.name, primary.name, self.config.promotion_pause_ms
-                    ),
-                })
+                Ensured::Running { .. } => {}
+                Ensured::BackingOff { last_exit, .. } => {
+                    return Err(AppError::Unavailable {
+                        code: "node_unavailable",
+                        message: format!(
+                            "The promoted node is restarting ({last_exit}); the promotion finishes when it is back"
+                        ),
+                    });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A failure before anything reached the replica: in a request, the intent is
+    /// abandoned and the caller told nothing changed; in a roll-forward it stays, to be
+    /// retried.
+    async fn abandon_or_fail(
+        &self,
+        link: &IntegrationRow,
+        replica: &ServiceRow,
+        primary: &ServiceRow,
+        roll_forward: bool,
+        error: AppError,
+    ) -> Result<Promoted, AppError> {
+        if roll_forward {
+            // A replica that is down is started (in its staged primary role) so the next
+            // attempt can finish.
+            let spec = node_spec(replica, None, self.service_host());
+            if let Err(e) = self.runtime.ensure(&spec).await {
+                warn!(replica = %replica.name, error = %e, "could not start the replica being promoted");
+            }
+            return Err(error);
+        }
+        let now = now_micros();
+        let restored = self.store.write(|tx| {
+            tx.integration_set_status(&link.id, LinkStatus::Promoting, LinkStatus::Active)?;
+            tx.service_set_role(&replica.id, Role::Replica, now)?;
+            Ok::<_, AppError>(tx.service_by_id(&replica.id)?)
+        })?;
+        if let Some(row) = restored {
+            // Restores the replica config staged away above; the node itself was never
+            // detached, so this changes nothing on it.
+            let spec = node_spec(&row, Some(primary), self.service_host());
+            if let Err(e) = self.runtime.ensure(&spec).await {
+                warn!(replica = %replica.name, error = %e, "could not restore the replica config after an abandoned promotion");
             }
         }
+        info!(replica = %replica.name, error = %error, "promotion abandoned; nothing changed");
+        Err(error)
     }
 
     /// Step 3: pause writes on the primary, wait for the replica, detach, resume.
@@ -231,22 +330,35 @@ impl App {
         replica: &ServiceRow,
         primary: &ServiceRow,
         p: &mut Admin,
+        roll_forward: bool,
     ) -> Result<Outcome, AppError> {
         let host = self.service_host().to_string();
-        let mut r = Admin::connect(&host, replica.port, &replica.admin_password, PING_TIMEOUT)
-            .await
-            .map_err(|e| AppError::Unavailable {
+        let unreachable = |e: RedisError| {
+            Outcome::Abandon(AppError::Unavailable {
                 code: "replica_unreachable",
                 message: format!(
-                    "Replica '{}' does not answer ({e}); nothing was changed",
+                    "Replica '{}' does not answer ({e}); nothing was changed, try again",
                     replica.name
                 ),
-            })?;
-        let info = r
-            .info(&["replication"])
+            })
+        };
+        let mut r = match Admin::connect(&host, replica.port, &replica.admin_password, PING_TIMEOUT)
             .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(unreachable(e)),
+        };
+        let info = match r.info(&["replication"]).await {
+            Ok(i) => i,
+            Err(e) => return Ok(unreachable(e)),
+        };
         if info.get("role") == Some("master") {
+            if !roll_forward {
+                return Err(AppError::Internal(format!(
+                    "replica '{}' is a primary already, before its promotion",
+                    replica.name
+                )));
+            }
             // Detached already (a roll-forward after a crash past REPLICAOF NO ONE): the
             // crash may have left the primary paused, so resume it now rather than at the
             // end of its bound.
@@ -263,30 +375,42 @@ impl App {
 
         let bound = Duration::from_millis(self.config.promotion_pause_ms);
         let paused_at = Instant::now();
-        p.pause_writes(self.config.promotion_pause_ms)
-            .await
-            .map_err(|e| AppError::Internal(format!("pausing writes on the primary: {e}")))?;
+        if let Err(e) = p.pause_writes(self.config.promotion_pause_ms).await {
+            let _ = p.unpause().await;
+            return Ok(Outcome::Abandon(AppError::Unavailable {
+                code: "primary_unavailable",
+                message: format!(
+                    "Could not pause writes on '{}' ({e}); nothing was changed, try again",
+                    primary.name
+                ),
+            }));
+        }
         let result = async {
-            let target = p
-                .info(&["replication"])
-                .await?
-                .int("master_repl_offset")
-                .unwrap_or(0);
+            let pinfo = p.info(&["replication"]).await?;
+            let target = pinfo.int("master_repl_offset").unwrap_or(0);
+            let history = pinfo.get("master_replid").unwrap_or_default().to_string();
             loop {
-                let offset = r
-                    .info(&["replication"])
-                    .await?
-                    .int("slave_repl_offset")
-                    .unwrap_or(-1);
                 crate::failpoint::hit("promotion.writes_paused");
-                if offset >= target {
+                let rinfo = r.info(&["replication"]).await?;
+                let offset = rinfo.int("slave_repl_offset").unwrap_or(-1);
+                // Only an offset in the primary's current history counts (a primary
+                // restarted from its AOF starts a new one at offset 0).
+                let same_history = rinfo.get("master_replid") == Some(history.as_str())
+                    && rinfo.get("master_link_status") == Some("up")
+                    && rinfo.int("master_sync_in_progress") == Some(0);
+                if same_history && offset >= target {
                     r.detach().await?;
                     crate::failpoint::hit("promotion.detached");
-                    return Ok::<_, keyhaven_runtime::admin::RedisError>(None);
+                    return Ok::<_, RedisError>(None);
                 }
                 // Leave a margin so the primary is unpaused by us, not by the timeout.
                 if paused_at.elapsed() + Duration::from_millis(50) >= bound {
-                    return Ok(Some(target - offset));
+                    let behind = if same_history {
+                        target - offset
+                    } else {
+                        target
+                    };
+                    return Ok(Some(behind));
                 }
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }
@@ -304,8 +428,21 @@ impl App {
                 write_pause: Some(pause),
                 lost_bytes_estimate: None,
             })),
-            Ok(Some(bytes)) => Ok(Outcome::Behind { bytes }),
-            Err(e) => Err(AppError::Internal(format!("promotion step failed: {e}"))),
+            Ok(Some(bytes)) => Ok(Outcome::Abandon(AppError::Unavailable {
+                code: "replica_behind",
+                message: format!(
+                    "Replica '{}' could not catch up with '{}' within {} ms ({bytes} bytes behind); nothing was changed, try again",
+                    replica.name, primary.name, self.config.promotion_pause_ms
+                ),
+            })),
+            // REPLICAOF NO ONE may have been sent: only ever forward from here.
+            Err(e) => Err(AppError::Unavailable {
+                code: "promotion_interrupted",
+                message: format!(
+                    "The promotion of '{}' was interrupted ({e}); Keyhaven finishes it in the background",
+                    replica.name
+                ),
+            }),
         }
     }
 }

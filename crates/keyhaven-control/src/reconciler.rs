@@ -19,18 +19,22 @@ use keyhaven_core::{NodeHealth, Role, ServiceState};
 use keyhaven_runtime::Ensured;
 use keyhaven_runtime::admin::Admin;
 use keyhaven_runtime::info::Info;
-use keyhaven_store::{IntegrationRow, ServiceRow};
+use keyhaven_store::{IntegrationRow, LinkStatus, ServiceRow};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// Period while everything is RUNNING.
 const IDLE_PERIOD: Duration = Duration::from_secs(1);
 /// Period while some service is being built or a node is starting.
 const BUSY_PERIOD: Duration = Duration::from_millis(50);
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a failed roll-forward of a promotion is retried.
+const ROLL_FORWARD_RETRY: Duration = Duration::from_secs(2);
+/// How often an unchanged observation is written again (to refresh `observed_at`).
+const UNCHANGED_REWRITE: Duration = Duration::from_secs(5);
 
 /// What one activation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -110,16 +114,26 @@ pub async fn activate(app: &Arc<App>) -> Report {
         }
     }
 
+    app.roll_forward_attempts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|id, _| promoting.iter().any(|l| &l.id == id));
     for link in promoting.iter().filter(|l| !app.promotion_in_flight(&l.id)) {
-        warn!(link = %link.id, replica = %link.dest_service, "rolling an interrupted promotion forward");
+        // A roll-forward that failed is retried, but not in a hot loop.
+        {
+            let mut attempts = app
+                .roll_forward_attempts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match attempts.get(&link.id) {
+                Some(at) if at.elapsed() < ROLL_FORWARD_RETRY => continue,
+                _ => attempts.insert(link.id.clone(), Instant::now()),
+            };
+        }
         let app = app.clone();
         let link = link.clone();
         // In the background: the roll-forward waits on nodes and must not hold up others.
-        tokio::spawn(async move {
-            if let Err(e) = app.promote_recorded(&link).await {
-                warn!(link = %link.id, error = %e, "roll-forward of a promotion did not finish");
-            }
-        });
+        tokio::spawn(async move { app.promote_roll_forward(&link).await });
         report.rolled_forward += 1;
     }
 
@@ -129,14 +143,36 @@ pub async fn activate(app: &Arc<App>) -> Report {
     report.services = services.len();
     let mut ensure_errors: HashMap<String, String> = HashMap::new();
     for service in &services {
+        // Read again right before acting: a promotion may have started since the load,
+        // and a stale spec must never be applied to a node under promotion.
+        let fresh = app.store.read(|tx| {
+            let Some(row) = tx.service_by_id(&service.id)? else {
+                return Ok::<_, crate::AppError>(None);
+            };
+            let links = tx.integrations_of_service(&row.id)?;
+            let link = links.into_iter().find(|l| l.dest_service_id == row.id);
+            let source = match &link {
+                Some(l) => tx.service_by_id(&l.source_service_id)?,
+                None => None,
+            };
+            Ok(Some((row, link, source)))
+        });
+        let (row, link, source) = match fresh {
+            Ok(Some(v)) => v,
+            Ok(None) => continue,
+            Err(e) => {
+                ensure_errors.insert(service.id.clone(), e.to_string());
+                continue;
+            }
+        };
         // A node under promotion belongs to the promotion procedure.
-        if promoting.iter().any(|l| l.dest_service_id == service.id) {
+        if link
+            .as_ref()
+            .is_some_and(|l| l.status == LinkStatus::Promoting || app.promotion_in_flight(&l.id))
+        {
             continue;
         }
-        let source = sources
-            .get(service.id.as_str())
-            .and_then(|l| by_id.get(l.source_service_id.as_str()).copied());
-        let spec = node_spec(service, source, &host);
+        let spec = node_spec(&row, source.as_ref(), &host);
         match app.runtime.ensure(&spec).await {
             Ok(Ensured::Running { just_started, .. }) => {
                 if just_started {
@@ -206,11 +242,24 @@ pub async fn activate(app: &Arc<App>) -> Report {
         if state != service.state {
             info!(service = %format!("{}/{}", service.project, service.name), from = service.state.as_str(), to = state.as_str(), "service state changed");
         }
-        updates.push((service.id.clone(), state, health));
+        // Unchanged health is rewritten only every few seconds (each write is an fsync).
+        let unchanged = state == service.state
+            && NodeHealth {
+                observed_at: 0,
+                ..health.clone()
+            } == NodeHealth {
+                observed_at: 0,
+                ..service.health.clone()
+            }
+            && now - service.health.observed_at < UNCHANGED_REWRITE.as_micros() as i64;
+        if !unchanged {
+            updates.push((service.id.clone(), service.generation, state, health));
+        }
     }
     if let Err(e) = app.store.write(|tx| {
-        for (id, state, health) in &updates {
-            tx.service_set_observed(id, *state, health, now)?;
+        for (id, generation, state, health) in &updates {
+            // Skipped when the role changed since the load: the observation is stale.
+            tx.service_set_observed(id, *generation, *state, health, now)?;
         }
         Ok::<_, crate::AppError>(())
     }) {

@@ -6,7 +6,7 @@ use crate::{App, AppError, Caller};
 use keyhaven_core::limits::MAX_READ_REPLICAS;
 use keyhaven_core::time::now_micros;
 use keyhaven_core::{Plan, Role, UserConfig, validate_name};
-use keyhaven_store::{IntegrationRow, NewService, ServiceRow, Tx};
+use keyhaven_store::{IntegrationRow, LinkStatus, NewService, ServiceRow, Tx};
 use std::collections::BTreeSet;
 use tracing::info;
 
@@ -235,7 +235,7 @@ impl App {
                 ));
             }
             for link in &links {
-                if link.status == keyhaven_store::LinkStatus::Promoting {
+                if link.status == LinkStatus::Promoting {
                     return Err(AppError::conflict(
                         "promotion_in_progress",
                         format!("Service '{name}' is being promoted; try again when it is done"),
@@ -262,7 +262,8 @@ impl App {
             let port = self.allocate_port(tx)?;
             tx.service_set_port(&row.id, port, now)?;
             for link in tx.integrations_of_service(&row.id)? {
-                if link.source_service_id == row.id {
+                // Not a link being promoted: its replica's role is the promotion's.
+                if link.source_service_id == row.id && link.status == LinkStatus::Active {
                     tx.service_set_role(&link.dest_service_id, Role::Replica, now)?;
                 }
             }

@@ -42,7 +42,11 @@ pub const DENIED_COMMANDS: &[&str] = &[
     "psync",
 ];
 
-pub fn render(spec: &NodeSpec, dir: &Path, bind: &str) -> String {
+/// Renders the config. `primary_aof` says whether a primary may start with
+/// `appendonly yes`: only when its AOF exists already or it has no data at all. A node that
+/// has only an RDB (a promoted replica whose first AOF is not written yet) must start from
+/// that RDB: with `appendonly yes` and no AOF, Valkey would start empty.
+pub fn render(spec: &NodeSpec, dir: &Path, bind: &str, primary_aof: bool) -> String {
     let dir = dir.display();
     let mut c = String::new();
     let mut line = |s: String| {
@@ -56,6 +60,7 @@ pub fn render(spec: &NodeSpec, dir: &Path, bind: &str) -> String {
     line(format!("bind {bind}"));
     line(format!("port {}", spec.port));
     line("daemonize no".into());
+    line(format!("pidfile {dir}/valkey.pid"));
     line(format!("dir {dir}"));
     line(format!("logfile {dir}/valkey.log"));
     line("enable-debug-command no".into());
@@ -73,10 +78,16 @@ pub fn render(spec: &NodeSpec, dir: &Path, bind: &str) -> String {
     line("replica-serve-stale-data yes".into());
 
     match spec.role {
-        Role::Primary => {
+        Role::Primary if primary_aof => {
             line("appendonly yes".into());
             line("appendfsync everysec".into());
             line("save \"\"".into());
+        }
+        Role::Primary => {
+            // Keyhaven turns the AOF on at run time and waits for it to be written.
+            line("appendonly no".into());
+            line("appendfsync everysec".into());
+            line("save 3600 1 300 100 60 10000".into());
         }
         Role::Replica => {
             line("appendonly no".into());
@@ -135,13 +146,16 @@ mod tests {
 
     #[test]
     fn primaries_persist_with_aof_and_replicas_follow_their_source() {
-        let p = render(&spec(Role::Primary), Path::new("/d"), "127.0.0.1");
+        let p = render(&spec(Role::Primary), Path::new("/d"), "127.0.0.1", true);
         assert!(p.contains("appendonly yes\n"));
         assert!(!p.contains("\nreplicaof "));
-        let r = render(&spec(Role::Replica), Path::new("/d"), "127.0.0.1");
+        let r = render(&spec(Role::Replica), Path::new("/d"), "127.0.0.1", true);
         assert!(r.contains("appendonly no\n"));
         assert!(r.contains("replicaof 127.0.0.1 16000\n"));
         assert!(r.contains("primaryauth rp\n"));
         assert!(r.contains("user default on >sp ~* &* +@all -replicaof"));
+        // A promoted replica without an AOF yet starts from its RDB.
+        let promoted = render(&spec(Role::Primary), Path::new("/d"), "127.0.0.1", false);
+        assert!(promoted.contains("appendonly no\n") && promoted.contains("save 3600"));
     }
 }

@@ -56,7 +56,13 @@ pub struct SourceEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ensured {
     /// The node's process runs (adopted, already running, or just started).
-    Running { pid: u32, just_started: bool },
+    Running {
+        pid: u32,
+        just_started: bool,
+        /// A newer role is being applied and is not complete yet (a promoted node's first
+        /// AOF is still being written); `ensure` finishes it on a later call.
+        role_pending: bool,
+    },
     /// The node died recently and is waiting out its restart backoff.
     BackingOff {
         last_exit: String,

@@ -40,6 +40,9 @@ pub struct LocalRuntime {
     /// Woken when a child exits, so the reconciler restarts it without waiting for a tick.
     on_exit: Arc<Notify>,
     crashes: Arc<Mutex<HashMap<String, CrashRecord>>>,
+    /// One lock per node: `ensure`, `stage` and `remove` of one node never interleave
+    /// (the reconciler and a promotion may both drive the same node).
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,7 +66,17 @@ impl LocalRuntime {
             bind,
             on_exit,
             crashes: Arc::default(),
+            locks: Mutex::default(),
         }
+    }
+
+    fn node_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone()
     }
 
     pub fn node_dir(&self, id: &str) -> PathBuf {
@@ -77,17 +90,41 @@ impl LocalRuntime {
 
     /// The pid of the node's live valkey-server, if one runs.
     fn running_pid(&self, id: &str) -> Option<u32> {
-        let dir = self.node_dir(id);
-        let pid = read_pid(&dir.join("node.pid"))?;
-        is_our_node(pid, &dir).then_some(pid)
+        running_pid_in(&self.node_dir(id))
     }
 
-    fn applied_generation(dir: &Path) -> Option<i64> {
-        std::fs::read_to_string(dir.join("generation"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+    fn read_generation(path: &Path) -> Option<i64> {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+
+    /// The newest generation this node has applied or had staged: nothing older may be
+    /// applied to it.
+    fn generation_floor(dir: &Path) -> Option<i64> {
+        let applied = Self::read_generation(&dir.join("generation"));
+        let staged = Self::read_generation(&dir.join("staged-generation"));
+        applied.max(staged)
+    }
+
+    /// Writes the node's config when it differs from what is on disk.
+    fn write_config(&self, spec: &NodeSpec, dir: &Path) -> Result<(), RuntimeError> {
+        let conf_path = dir.join("valkey.conf");
+        let conf = config::render(spec, dir, &self.bind, Self::primary_aof(dir));
+        if std::fs::read_to_string(&conf_path).ok().as_deref() != Some(conf.as_str()) {
+            write_atomic(&conf_path, conf.as_bytes()).map_err(self.io(&spec.id))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a primary may start with `appendonly yes` (see `config::render`).
+    fn primary_aof(dir: &Path) -> bool {
+        let has_manifest = std::fs::read_dir(dir.join("appendonlydir"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".manifest"))
+            })
+            .unwrap_or(false);
+        has_manifest || !dir.join("dump.rdb").exists()
     }
 
     fn backoff(&self, id: &str) -> Option<(String, bool)> {
@@ -129,8 +166,12 @@ impl LocalRuntime {
             label: spec.label.clone(),
             reason: "the process exited at once".into(),
         })?;
-        write_atomic(&dir.join("node.pid"), pid.to_string().as_bytes())
-            .map_err(self.io(&spec.id))?;
+        if let Err(e) = write_atomic(&dir.join("node.pid"), pid.to_string().as_bytes()) {
+            // An untracked node would be started twice: stop it rather than lose track.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(self.io(&spec.id)(e));
+        }
         info!(node = %spec.label, pid, port = spec.port, role = spec.role.as_str(), "started valkey-server");
 
         let crashes = self.crashes.clone();
@@ -168,8 +209,10 @@ impl LocalRuntime {
         Ok(pid)
     }
 
-    /// Applies a newer role to a running node through its admin connection.
-    async fn apply_role(&self, spec: &NodeSpec) -> Result<(), RuntimeError> {
+    /// Applies a newer role to a running node through its admin connection. Idempotent;
+    /// returns false while the role is not complete yet: a new primary's first AOF is
+    /// still being written, and until it is, a restart would have to start from the RDB.
+    async fn apply_role(&self, spec: &NodeSpec) -> Result<bool, RuntimeError> {
         let apply = |e: redis::RedisError| RuntimeError::Apply {
             label: spec.label.clone(),
             reason: e.to_string(),
@@ -185,8 +228,14 @@ impl LocalRuntime {
         match (&spec.role, &spec.source) {
             (Role::Primary, _) => {
                 admin.detach().await.map_err(apply)?;
-                admin.config_set("appendonly", "yes").await.map_err(apply)?;
-                admin.config_set("save", "").await.map_err(apply)?;
+                let info = admin.info(&["persistence"]).await.map_err(apply)?;
+                if info.int("aof_enabled") != Some(1) {
+                    admin.config_set("appendonly", "yes").await.map_err(apply)?;
+                    return Ok(false);
+                }
+                Ok(info.int("aof_rewrite_in_progress") == Some(0)
+                    && info.int("aof_rewrite_scheduled") == Some(0)
+                    && info.get("aof_last_bgrewrite_status") == Some("ok"))
             }
             (Role::Replica, Some(src)) => {
                 admin
@@ -198,10 +247,10 @@ impl LocalRuntime {
                     .await
                     .map_err(apply)?;
                 admin.replicaof(&src.host, src.port).await.map_err(apply)?;
+                Ok(true)
             }
-            (Role::Replica, None) => {}
+            (Role::Replica, None) => Ok(true),
         }
-        Ok(())
     }
 
     /// Stops every node under `data_dir` (for `keyhaven down`); data stays on disk.
@@ -215,15 +264,23 @@ impl LocalRuntime {
         };
         for entry in entries {
             let dir = entry?.path();
-            if let Some(pid) = read_pid(&dir.join("node.pid"))
-                && is_our_node(pid, &dir)
-            {
+            if let Some(pid) = running_pid_in(&dir) {
                 stop_pid(pid, &dir).await;
                 stopped.push(pid);
             }
         }
         Ok(stopped)
     }
+}
+
+/// The pid of the live valkey-server of a node directory: from the pid file Keyhaven wrote
+/// when it spawned the node, else from the one valkey-server writes itself (which covers a
+/// Keyhaven crash between the spawn and its own write).
+fn running_pid_in(dir: &Path) -> Option<u32> {
+    ["node.pid", "valkey.pid"]
+        .iter()
+        .filter_map(|f| read_pid(&dir.join(f)))
+        .find(|pid| is_our_node(*pid, dir))
 }
 
 /// SIGTERM, then SIGKILL after the grace period; returns once the process is gone.
@@ -274,18 +331,19 @@ fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[async_trait]
 impl Runtime for LocalRuntime {
     async fn ensure(&self, spec: &NodeSpec) -> Result<Ensured, RuntimeError> {
+        let lock = self.node_lock(&spec.id);
+        let _held = lock.lock().await;
         let dir = self.node_dir(&spec.id);
-        let applied = Self::applied_generation(&dir);
-        if let Some(applied) = applied
-            && spec.generation < applied
+        if let Some(floor) = Self::generation_floor(&dir)
+            && spec.generation < floor
         {
             return Err(RuntimeError::StaleGeneration {
                 id: spec.id.clone(),
                 wanted: spec.generation,
-                applied,
+                applied: floor,
             });
         }
-        if applied.is_none() {
+        {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -293,25 +351,29 @@ impl Runtime for LocalRuntime {
                 .create(&dir)
                 .map_err(self.io(&spec.id))?;
         }
-        let conf_path = dir.join("valkey.conf");
-        let conf = config::render(spec, &dir, &self.bind);
-        if std::fs::read_to_string(&conf_path).ok().as_deref() != Some(conf.as_str()) {
-            write_atomic(&conf_path, conf.as_bytes()).map_err(self.io(&spec.id))?;
-        }
+        self.write_config(spec, &dir)?;
+        let applied = Self::read_generation(&dir.join("generation"));
 
         if let Some(pid) = self.running_pid(&spec.id) {
+            let mut role_pending = false;
             if applied != Some(spec.generation) {
-                self.apply_role(spec).await?;
-                info!(node = %spec.label, generation = spec.generation, role = spec.role.as_str(), "applied role to running valkey-server");
-                write_atomic(
-                    &dir.join("generation"),
-                    spec.generation.to_string().as_bytes(),
-                )
-                .map_err(self.io(&spec.id))?;
+                if self.apply_role(spec).await? {
+                    info!(node = %spec.label, generation = spec.generation, role = spec.role.as_str(), "applied role to running valkey-server");
+                    write_atomic(
+                        &dir.join("generation"),
+                        spec.generation.to_string().as_bytes(),
+                    )
+                    .map_err(self.io(&spec.id))?;
+                    // The AOF exists now: the config may say `appendonly yes`.
+                    self.write_config(spec, &dir)?;
+                } else {
+                    role_pending = true;
+                }
             }
             return Ok(Ensured::Running {
                 pid,
                 just_started: false,
+                role_pending,
             });
         }
         if let Some((last_exit, port_in_use)) = self.backoff(&spec.id) {
@@ -320,26 +382,41 @@ impl Runtime for LocalRuntime {
                 port_in_use,
             });
         }
-        // The config on disk already carries the role, so a fresh process starts in it.
-        write_atomic(
-            &dir.join("generation"),
-            spec.generation.to_string().as_bytes(),
-        )
-        .map_err(self.io(&spec.id))?;
+        // The config on disk carries the role, so a fresh process starts in it. A primary
+        // that has only an RDB starts from it; its AOF is turned on once it runs, and only
+        // then is the generation recorded.
+        let role_pending = spec.role == Role::Primary && !Self::primary_aof(&dir);
+        if !role_pending {
+            write_atomic(
+                &dir.join("generation"),
+                spec.generation.to_string().as_bytes(),
+            )
+            .map_err(self.io(&spec.id))?;
+        }
         let pid = self.spawn(spec, &dir).await?;
         Ok(Ensured::Running {
             pid,
             just_started: true,
+            role_pending,
         })
     }
 
     async fn stage(&self, spec: &NodeSpec) -> Result<(), RuntimeError> {
+        let lock = self.node_lock(&spec.id);
+        let _held = lock.lock().await;
         let dir = self.node_dir(&spec.id);
-        let conf = config::render(spec, &dir, &self.bind);
-        write_atomic(&dir.join("valkey.conf"), conf.as_bytes()).map_err(self.io(&spec.id))
+        // Recorded first: from now on no older generation may rewrite this config.
+        write_atomic(
+            &dir.join("staged-generation"),
+            spec.generation.to_string().as_bytes(),
+        )
+        .map_err(self.io(&spec.id))?;
+        self.write_config(spec, &dir)
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let lock = self.node_lock(id);
+        let _held = lock.lock().await;
         let dir = self.node_dir(id);
         if let Some(pid) = self.running_pid(id) {
             stop_pid(pid, &dir).await;
@@ -351,6 +428,10 @@ impl Runtime for LocalRuntime {
             Err(e) => return Err(self.io(id)(e)),
         }
         self.crashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);

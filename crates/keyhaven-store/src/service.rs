@@ -186,9 +186,12 @@ impl Tx<'_> {
     }
 
     /// Records what was observed of a service's node.
+    /// Records what was observed of a service's node, unless the service's role changed
+    /// (a newer generation) since the observation began: that one is stale.
     pub fn service_set_observed(
         &self,
         id: &str,
+        generation: i64,
         state: ServiceState,
         health: &NodeHealth,
         now: i64,
@@ -197,8 +200,8 @@ impl Tx<'_> {
         // update_time moves only when the state changes, as Aiven's does.
         self.tx.execute(
             "UPDATE services SET update_time = CASE WHEN state = ?2 THEN update_time ELSE ?4 END,
-                 state = ?2, health = ?3 WHERE id = ?1",
-            params![id, state.as_str(), health, now],
+                 state = ?2, health = ?3 WHERE id = ?1 AND generation = ?5",
+            params![id, state.as_str(), health, now, generation],
         )?;
         Ok(())
     }
