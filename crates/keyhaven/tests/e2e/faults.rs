@@ -326,6 +326,80 @@ mod crashes {
             );
         }
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_replica_that_dies_during_its_promotion_comes_back_from_its_snapshot() {
+        let mut p = Platform::start().await;
+        let (primary, replica) = primary_and_replica(&p).await;
+        let mut pc = valkey(&primary).await;
+        for i in 0..300 {
+            let _: () = pc.set(format!("snap:{i}"), i).await.unwrap();
+        }
+        let mut rc = valkey(&replica).await;
+        wait_for("replication", Duration::from_secs(5), async || {
+            (redis::cmd("DBSIZE")
+                .query_async::<i64>(&mut rc)
+                .await
+                .unwrap()
+                == 300)
+                .then_some(())
+        })
+        .await;
+        // The replica's periodic snapshot, taken now.
+        let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
+        let _: () = redis::cmd("SAVE").query_async(&mut ra).await.unwrap();
+
+        let id = p.link_id("repl").await;
+        crash_at(&mut p, "promotion.staged", async |p| {
+            // The replica's node dies too, right after its primary role was staged.
+            let pid = p.node_pid(&replica);
+            fire(
+                p,
+                "DELETE",
+                &format!("/v1/project/default/integration/{id}"),
+                None,
+            )
+            .await;
+            kill9(pid);
+        })
+        .await;
+
+        // Rolled forward: the node restarted as a primary from its snapshot, not empty.
+        let s = wait_for(
+            "the promotion to finish",
+            Duration::from_secs(30),
+            async || {
+                let s = p.service("repl").await;
+                let (_, l) = p
+                    .call("GET", "/v1/project/default/service/repl/integration", None)
+                    .await;
+                (l["service_integrations"] == serde_json::json!([])
+                    && s["state"] == "RUNNING"
+                    && s["keyhaven_replication"]["observed_role"] == "primary")
+                    .then_some(s)
+            },
+        )
+        .await;
+        let mut rc = valkey(&s).await;
+        let n: i64 = redis::cmd("DBSIZE").query_async(&mut rc).await.unwrap();
+        assert_eq!(n, 300, "the promoted node did not start from its snapshot");
+        // And its AOF is on, so the next restart keeps later writes too.
+        let _: () = rc.set("after", 1).await.unwrap();
+        let pid = p.node_pid(&s);
+        let (local, _): (i64, i64) = redis::cmd("WAITAOF")
+            .arg(1)
+            .arg(0)
+            .arg(5000)
+            .query_async(&mut rc)
+            .await
+            .unwrap();
+        assert_eq!(local, 1);
+        kill9(pid);
+        wait_restarted(&p, "repl", pid).await;
+        let mut rc = valkey(&p.service("repl").await).await;
+        let n: i64 = redis::cmd("DBSIZE").query_async(&mut rc).await.unwrap();
+        assert_eq!(n, 301);
+    }
 }
 
 fn port_of(service: &Value) -> u16 {
