@@ -27,6 +27,8 @@ pub struct ProjectEnvelope {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProjectCreateRequest {
+    /// A DNS label, like service names.
+    #[schema(pattern = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
     pub project: String,
     #[serde(default)]
     pub cloud: Option<String>,

@@ -5,8 +5,14 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ServiceCreateRequest {
+    /// A DNS label: lowercase letter first, then lowercase letters, digits and dashes; no
+    /// trailing dash; 1–63 characters.
+    #[schema(pattern = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
     pub service_name: String,
+    #[schema(pattern = "^valkey$")]
     pub service_type: String,
+    /// `hobbyist` or `startup-N`; a read replica needs a `startup-*` plan.
+    #[schema(pattern = "^(hobbyist|startup-(4|8|14|28|56|112|200))$")]
     pub plan: String,
     /// Cloud name; null means the project's default cloud.
     #[serde(default)]
@@ -34,6 +40,7 @@ pub struct ServiceCreateRequest {
 /// One `service_integrations` item of a service create.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ServiceIntegrationItem {
+    #[schema(pattern = "^read_replica$")]
     pub integration_type: String,
     #[serde(default)]
     pub source_service: Option<String>,
