@@ -230,6 +230,10 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
                 Ok(resp) => {
                     if c.settings.json && !wait {
                         output::json(&resp["service"]);
+                    } else if !wait {
+                        eprintln!(
+                            "{name}: created, REBUILDING; `keyhaven service wait {name}` waits until it is RUNNING"
+                        );
                     }
                 }
                 Err(ClientError::Api {
