@@ -492,3 +492,29 @@ async fn the_service_quota_bounds_a_project() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["errors"][0]["error_code"], "service_quota_exceeded");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_replica_cannot_be_promoted() {
+    let p = Platform::start().await;
+    p.create("src", "startup-4", None).await;
+    p.wait_running("src").await;
+    p.create("gone", "startup-4", Some("src")).await;
+    p.wait_running("gone").await;
+    let id = p.link_id("gone").await;
+    let (status, _) = p
+        .call("DELETE", "/v1/project/default/service/gone", None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = p.delete_link(&id).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["errors"][0]["error_code"], "integration_not_found");
+    // The primary has no link left and can be deleted.
+    let (_, links) = p
+        .call("GET", "/v1/project/default/service/src/integration", None)
+        .await;
+    assert_eq!(links["service_integrations"], json!([]));
+    let (status, _) = p
+        .call("DELETE", "/v1/project/default/service/src", None)
+        .await;
+    assert_eq!(status, 200);
+}
