@@ -46,7 +46,7 @@ pub async fn run(cmd: ProjectCmd) -> Result<(), ClientError> {
             let projects = resp["projects"].as_array().cloned().unwrap_or_default();
             if c.settings.json {
                 output::json(&Value::Array(projects));
-            } else if !projects.is_empty() {
+            } else {
                 output::table(&["project_name", "default_cloud"], &projects);
             }
         }
@@ -56,6 +56,10 @@ pub async fn run(cmd: ProjectCmd) -> Result<(), ClientError> {
                 .await?;
             if c.settings.json {
                 output::json(&resp["project"]);
+            } else {
+                eprintln!(
+                    "project '{name}' created; `keyhaven project switch {name}` makes it the default"
+                );
             }
         }
         ProjectVerb::Switch { name } => {

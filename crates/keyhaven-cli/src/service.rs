@@ -285,11 +285,8 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             names,
         } => {
             let c = client(conn, &project)?;
-            // Every name must exist before any is terminated: a typo deletes nothing.
-            for name in &names {
-                get_service(&c, name).await?;
-            }
-            for name in &names {
+            let order = termination_order(&c, &names).await?;
+            for name in &order {
                 if !force {
                     let typed =
                         prompt(&format!("Re-enter service name '{name}' to terminate it: "))?;
@@ -318,7 +315,7 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
                 .unwrap_or_default();
             if c.settings.json {
                 output::json(&Value::Array(items));
-            } else if !items.is_empty() {
+            } else {
                 let rows: Vec<Value> = items.iter().map(integration_row).collect();
                 output::table(INTEGRATION_COLUMNS, &rows);
             }
@@ -382,7 +379,7 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
                 .unwrap_or_default();
             if c.settings.json {
                 output::json(&Value::Array(replicas));
-            } else if !replicas.is_empty() {
+            } else {
                 output::table(
                     &[
                         "service_name",
@@ -415,7 +412,7 @@ async fn get_service(c: &Client, name: &str) -> Result<Value, ClientError> {
 fn print_services(c: &Client, services: Vec<Value>) {
     if c.settings.json {
         output::json(&Value::Array(services));
-    } else if !services.is_empty() {
+    } else {
         let rows: Vec<Value> = services.iter().map(service_row).collect();
         output::table(SERVICE_COLUMNS, &rows);
     }
@@ -434,6 +431,43 @@ fn prompt(question: &str) -> Result<String, ClientError> {
         .read_line(&mut line)
         .map_err(|e| ClientError::Usage(e.to_string()))?;
     Ok(line)
+}
+
+/// The order to terminate `names` in, checked before anything is terminated: every name
+/// exists, and a primary's replicas are all in the list (they go first), so the command
+/// either terminates everything or nothing.
+async fn termination_order(c: &Client, names: &[String]) -> Result<Vec<String>, ClientError> {
+    let mut services = Vec::new();
+    for name in names {
+        services.push(get_service(c, name).await?);
+    }
+    let replicas_of = |s: &Value| -> Vec<String> {
+        s["keyhaven_replication"]["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["service_name"].as_str().map(str::to_string))
+            .collect()
+    };
+    for (name, s) in names.iter().zip(&services) {
+        let missing: Vec<String> = replicas_of(s)
+            .into_iter()
+            .filter(|r| !names.contains(r))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ClientError::Usage(format!(
+                "'{name}' has read replicas ({}); terminate or promote them too. Nothing was terminated",
+                missing.join(", ")
+            )));
+        }
+    }
+    // Replicas (services with a primary) first, then the rest, each in the given order.
+    let (mut first, rest): (Vec<_>, Vec<_>) = names
+        .iter()
+        .zip(&services)
+        .partition(|(_, s)| s["keyhaven_replication"]["primary_service"].is_string());
+    first.extend(rest);
+    Ok(first.into_iter().map(|(n, _)| n.clone()).collect())
 }
 
 /// One service's progress, in words: state, and for a syncing replica how far along.

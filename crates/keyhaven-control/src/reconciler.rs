@@ -367,17 +367,21 @@ async fn observe(
     health.sync_in_progress = info.int("master_sync_in_progress") == Some(1) || loading;
     if health.sync_in_progress {
         let positive = |key: &str| info.int(key).filter(|v| *v > 0);
-        health.sync_read_bytes = if loading {
-            info.int("loading_loaded_bytes")
-        } else {
-            info.int("master_sync_read_bytes")
-        };
-        // Diskless sync reports no total: estimate it from what the snapshot's sender
-        // said its memory was, else from the primary's dataset size.
-        health.sync_total_bytes = positive("master_sync_total_bytes")
-            .or_else(|| positive("loading_total_bytes"))
-            .or_else(|| positive("loading_rdb_used_mem"))
-            .or_else(|| primary_info.and_then(|p| p.int("used_memory_dataset")));
+        match positive("master_sync_total_bytes") {
+            // A sync through disk knows its size.
+            Some(total) => {
+                health.sync_read_bytes = info.int("master_sync_read_bytes");
+                health.sync_total_bytes = Some(total);
+            }
+            // A diskless sync does not, and its byte counters count compressed snapshot
+            // bytes: progress is the dataset loaded so far against the primary's dataset.
+            None => {
+                health.sync_read_bytes = info.int("used_memory_dataset");
+                health.sync_total_bytes = primary_info
+                    .and_then(|p| p.int("used_memory_dataset"))
+                    .or_else(|| positive("loading_rdb_used_mem"));
+            }
+        }
     }
     if let (Some(pinfo), Some(primary), Some(offset)) = (primary_info, primary, health.repl_offset)
     {

@@ -22,10 +22,11 @@ pub struct NodeHealth {
     pub link_down_since_seconds: Option<i64>,
     /// Replica only: a full sync is running.
     pub sync_in_progress: bool,
-    /// Replica only: bytes of the snapshot received so far in the running sync.
+    /// Replica only: progress of the running sync, in bytes: of the snapshot received
+    /// (a sync through disk) or of the dataset loaded so far (a diskless sync).
     pub sync_read_bytes: Option<i64>,
-    /// Replica only: total bytes of the running sync, or an estimate from the primary's
-    /// dataset size when Valkey does not know it (diskless sync).
+    /// Replica only: the total those bytes grow towards: the snapshot's size, or the
+    /// primary's dataset size (a diskless sync reports no total).
     pub sync_total_bytes: Option<i64>,
     /// Replica only: the primary's offset minus this replica's, read in that order.
     pub bytes_behind: Option<i64>,
@@ -47,5 +48,31 @@ impl NodeHealth {
         let read = self.sync_read_bytes.unwrap_or(0).max(0) as f64;
         let total = self.sync_total_bytes.filter(|t| *t > 0)? as f64;
         Some(((read / total) * 100.0).clamp(0.0, 99.0) as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeHealth;
+
+    #[test]
+    fn sync_progress_is_bounded_and_only_while_syncing() {
+        let mut h = NodeHealth {
+            sync_in_progress: true,
+            sync_read_bytes: Some(250),
+            sync_total_bytes: Some(1000),
+            ..NodeHealth::default()
+        };
+        assert_eq!(h.sync_progress_percent(), Some(25));
+        h.sync_read_bytes = Some(5000);
+        assert_eq!(
+            h.sync_progress_percent(),
+            Some(99),
+            "never 100 % before it is done"
+        );
+        h.sync_total_bytes = None;
+        assert_eq!(h.sync_progress_percent(), None);
+        h.sync_in_progress = false;
+        assert_eq!(h.sync_progress_percent(), None);
     }
 }

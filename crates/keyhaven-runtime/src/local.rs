@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use keyhaven_core::Role;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -43,6 +43,8 @@ pub struct LocalRuntime {
     /// One lock per node: `ensure`, `stage` and `remove` of one node never interleave
     /// (the reconciler and a promotion may both drive the same node).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Nodes being stopped on purpose: their exit is no crash.
+    stopping: Arc<Mutex<HashSet<String>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +69,7 @@ impl LocalRuntime {
             on_exit,
             crashes: Arc::default(),
             locks: Mutex::default(),
+            stopping: Arc::default(),
         }
     }
 
@@ -175,6 +178,7 @@ impl LocalRuntime {
         info!(node = %spec.label, pid, port = spec.port, role = spec.role.as_str(), "started valkey-server");
 
         let crashes = self.crashes.clone();
+        let stopping = self.stopping.clone();
         let on_exit = self.on_exit.clone();
         let id = spec.id.clone();
         let label = spec.label.clone();
@@ -185,6 +189,16 @@ impl LocalRuntime {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("wait failed: {e}"),
             };
+            // The reaper, not `remove`, clears the mark: it may only run after `remove` saw
+            // the process gone.
+            if stopping
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id)
+            {
+                info!(node = %label, pid, exit = %how, "valkey-server stopped");
+                return;
+            }
             let port_in_use = log_since(&log, log_start).contains("Address already in use");
             warn!(node = %label, pid, exit = %how, port_in_use, "valkey-server exited");
             {
@@ -419,8 +433,12 @@ impl Runtime for LocalRuntime {
         let _held = lock.lock().await;
         let dir = self.node_dir(id);
         if let Some(pid) = self.running_pid(id) {
+            self.stopping
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string());
             stop_pid(pid, &dir).await;
-            info!(node = %id, pid, "stopped valkey-server");
+            info!(node = %id, pid, "stopped valkey-server of a deleted service");
         }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

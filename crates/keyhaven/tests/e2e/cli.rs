@@ -120,7 +120,10 @@ async fn the_keyhaven_cli_creates_replicates_and_promotes() {
     cli.ok(&["service", "promote", "--force", "replica"]);
     assert_eq!(p.service("replica").await["keyhaven_role"], "primary");
     let _: () = rc.set("mine", "1").await.unwrap();
-    assert_eq!(cli.ok(&["service", "integration-list", "replica"]), "");
+    assert!(
+        !cli.ok(&["service", "integration-list", "replica"])
+            .contains("read_replica")
+    );
 
     // Errors: the API's message on stderr, non-zero exit; --no-fail-if-exists.
     let dup = cli.run(&["service", "create", "-p", "startup-4", "primary"]);
@@ -147,13 +150,75 @@ async fn the_keyhaven_cli_creates_replicates_and_promotes() {
     // Projects and login write the config file.
     cli.ok(&["project", "create", "staging"]);
     cli.ok(&["project", "switch", "staging"]);
-    assert_eq!(cli.ok(&["service", "list"]), "", "staging should be empty");
+    assert_eq!(
+        cli.ok(&["service", "list"]).lines().count(),
+        2,
+        "staging should be empty: a header only"
+    );
     cli.ok(&["user", "login", "admin@localhost", "--token"]);
     let config = std::fs::read_to_string(cli.config.path().join("config.json")).unwrap();
     assert!(
         config.contains("\"default_project\": \"staging\"") && config.contains(&p.token),
         "{config}"
     );
+
+    // terminate is all or nothing, and takes a primary with its replicas in any order.
+    cli.ok(&[
+        "service",
+        "create",
+        "--project",
+        "default",
+        "-p",
+        "startup-4",
+        "p2",
+        "--wait",
+    ]);
+    cli.ok(&[
+        "service",
+        "create",
+        "--project",
+        "default",
+        "-p",
+        "startup-4",
+        "--read-replica-for",
+        "p2",
+        "r2",
+        "--wait",
+    ]);
+    let refused = cli.run(&[
+        "service",
+        "terminate",
+        "--project",
+        "default",
+        "--force",
+        "r2x",
+        "p2",
+    ]);
+    assert!(!refused.status.success());
+    let refused = cli.run(&[
+        "service",
+        "terminate",
+        "--project",
+        "default",
+        "--force",
+        "p2",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Nothing was terminated"),
+        "{refused:?}"
+    );
+    assert_eq!(p.service("p2").await["state"], "RUNNING");
+    cli.ok(&[
+        "service",
+        "terminate",
+        "--project",
+        "default",
+        "--force",
+        "p2",
+        "r2",
+    ]);
+    let (status, _) = p.call("GET", "/v1/project/default/service/p2", None).await;
+    assert_eq!(status, 404);
 
     cli.ok(&[
         "service",

@@ -144,26 +144,39 @@ async fn a_killed_primary_comes_back_with_its_data_and_replicas_never_sync_to_em
 
     // Watch the replica's dataset during the whole outage.
     let smallest = Arc::new(AtomicI64::new(i64::MAX));
+    // Samples answered while the primary was down: the watch must really cover the outage.
+    let samples_in_outage = Arc::new(AtomicI64::new(0));
+    let primary_down = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (smallest, stop) = (smallest.clone(), stop.clone());
+        let (samples_in_outage, primary_down) = (samples_in_outage.clone(), primary_down.clone());
         let mut rc = valkey(&replica).await;
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 // A LOADING error is not an empty dataset; only sizes count.
                 if let Ok(n) = redis::cmd("DBSIZE").query_async::<i64>(&mut rc).await {
                     smallest.fetch_min(n, Ordering::SeqCst);
+                    if primary_down.load(Ordering::SeqCst) {
+                        samples_in_outage.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         })
     };
     let pid = p.node_pid(&primary);
+    primary_down.store(true, Ordering::SeqCst);
     kill9(pid);
     wait_restarted(&p, "prim", pid).await;
     let mut pc = valkey(&primary).await;
     let n: i64 = redis::cmd("DBSIZE").query_async(&mut pc).await.unwrap();
     assert_eq!(n, 500, "the primary came back without its data");
+    // ... from its AOF: primaries keep no RDB snapshot.
+    let dir = p.node_dir_of_port(primary["components"][0]["port"].as_u64().unwrap() as u16);
+    assert!(dir.join("appendonlydir").is_dir() && !dir.join("dump.rdb").exists());
+    let mut pa = p.node_connection(&primary, "keyhaven-admin").await;
+    assert_eq!(info_field(&mut pa, "persistence", "aof_enabled").await, "1");
     let _: () = pc.set("after-restart", 1).await.unwrap();
     wait_for(
         "the replica to re-attach",
@@ -176,8 +189,18 @@ async fn a_killed_primary_comes_back_with_its_data_and_replicas_never_sync_to_em
         },
     )
     .await;
+    primary_down.store(false, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     watcher.await.unwrap();
+    let samples = samples_in_outage.load(Ordering::SeqCst);
+    assert!(
+        samples >= 5,
+        "only {samples} replica samples during the outage"
+    );
+    eprintln!(
+        "replica samples during the outage: {samples}, smallest DBSIZE: {}",
+        smallest.load(Ordering::SeqCst)
+    );
     assert!(
         smallest.load(Ordering::SeqCst) >= 500,
         "the replica's dataset shrank to {}",
