@@ -208,21 +208,40 @@ pub async fn activate(app: &Arc<App>) -> Report {
     }
     report.errors.extend(ensure_errors.values().cloned());
 
-    // Observe primaries first, then replicas against their primary's earlier offset.
+    // Observe primaries first, then replicas against their primary's earlier offset; the
+    // nodes of each group in parallel, so one hung node costs one timeout, not one each.
     let mut observed: HashMap<String, (NodeHealth, Option<Info>)> = HashMap::new();
+    let mut primaries = tokio::task::JoinSet::new();
     for service in services.iter().filter(|s| s.role == Role::Primary) {
-        let (health, info) = observe(&host, service, None, None).await;
-        observed.insert(service.id.clone(), (health, info));
+        let (host, service) = (host.clone(), service.clone());
+        primaries.spawn(async move {
+            (
+                service.id.clone(),
+                observe(&host, &service, None, None).await,
+            )
+        });
     }
+    while let Some(Ok((id, result))) = primaries.join_next().await {
+        observed.insert(id, result);
+    }
+    let mut replicas = tokio::task::JoinSet::new();
     for service in services.iter().filter(|s| s.role == Role::Replica) {
         let primary = sources
             .get(service.id.as_str())
-            .and_then(|l| by_id.get(l.source_service_id.as_str()).copied());
+            .and_then(|l| by_id.get(l.source_service_id.as_str()).copied())
+            .cloned();
         let primary_info = primary
+            .as_ref()
             .and_then(|p| observed.get(&p.id))
-            .and_then(|(_, i)| i.as_ref());
-        let (health, info) = observe(&host, service, primary, primary_info).await;
-        observed.insert(service.id.clone(), (health, info));
+            .and_then(|(_, i)| i.clone());
+        let (host, service) = (host.clone(), service.clone());
+        replicas.spawn(async move {
+            let result = observe(&host, &service, primary.as_ref(), primary_info.as_ref()).await;
+            (service.id.clone(), result)
+        });
+    }
+    while let Some(Ok((id, result))) = replicas.join_next().await {
+        observed.insert(id, result);
     }
 
     let now = now_micros();
