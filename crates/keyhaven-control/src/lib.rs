@@ -65,6 +65,8 @@ pub struct App {
     /// Links whose promotion runs in this process right now; the reconciler leaves those
     /// nodes alone and only rolls forward promotions nobody is running.
     promotions_in_flight: Mutex<HashSet<String>>,
+    /// Retired nodes whose release runs in the background now.
+    removals: Mutex<HashSet<String>>,
     /// When the reconciler last tried to roll each `promoting` link forward.
     roll_forward_attempts: Mutex<HashMap<String, Instant>>,
 }
@@ -82,6 +84,7 @@ impl App {
             config,
             wake,
             promotions_in_flight: Mutex::default(),
+            removals: Mutex::default(),
             roll_forward_attempts: Mutex::default(),
         })
     }

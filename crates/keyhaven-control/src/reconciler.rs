@@ -24,12 +24,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Period while everything is RUNNING.
 const IDLE_PERIOD: Duration = Duration::from_secs(1);
-/// Period while some service is being built or a node is starting.
-const BUSY_PERIOD: Duration = Duration::from_millis(50);
+/// Period while some service is being built or a node is starting: short, because a new
+/// node answers ~35 ms after its start and a replica is current a few ms later.
+const BUSY_PERIOD: Duration = Duration::from_millis(10);
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a failed roll-forward of a promotion is retried.
 const ROLL_FORWARD_RETRY: Duration = Duration::from_secs(2);
@@ -42,6 +43,7 @@ pub struct Report {
     pub services: usize,
     pub running: usize,
     pub started: usize,
+    /// Deleted services whose node release was started.
     pub released: usize,
     pub rolled_forward: usize,
     pub errors: Vec<String>,
@@ -98,20 +100,35 @@ pub async fn activate(app: &Arc<App>) -> Report {
         }
     };
 
+    // Stopping a node can take seconds (a clean shutdown writes its data): in the
+    // background, one task per node, so new services are not held up behind it.
     for node in retired {
-        match app.runtime.remove(&node.service_id).await {
-            Ok(()) => {
-                if let Err(e) = app
+        if !app
+            .removals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.service_id.clone())
+        {
+            continue;
+        }
+        report.released += 1;
+        let app = app.clone();
+        tokio::spawn(async move {
+            let result = match app.runtime.remove(&node.service_id).await {
+                Ok(()) => app
                     .store
                     .write(|tx| tx.retired_node_released(&node.service_id))
-                {
-                    report.errors.push(e.to_string());
-                } else {
-                    report.released += 1;
-                }
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                warn!(node = %node.service_id, error = %e, "could not release a deleted service's node; retried");
             }
-            Err(e) => report.errors.push(e.to_string()),
-        }
+            app.removals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&node.service_id);
+        });
     }
 
     app.roll_forward_attempts
