@@ -68,7 +68,8 @@ pub struct App {
     /// Retired nodes whose release runs in the background now.
     removals: Mutex<HashSet<String>>,
     /// When the reconciler last tried to roll each `promoting` link forward.
-    roll_forward_attempts: Mutex<HashMap<String, Instant>>,
+    /// Last attempt and number of attempts so far.
+    roll_forward_attempts: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl App {

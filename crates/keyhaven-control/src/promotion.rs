@@ -39,6 +39,11 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a promotion waits for the promoted node's first AOF before it answers anyway
 /// (the reconciler finishes it; see RELIABILITY.md).
 const AOF_WAIT: Duration = Duration::from_secs(60);
+/// Longest wait for the replica's snapshot before a promotion.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
+/// Roll-forward attempts that wait for a primary that does not answer (it may be starting)
+/// before it is taken for down.
+const ROLL_FORWARD_PRIMARY_ATTEMPTS: u32 = 4;
 
 /// What a finished promotion reports.
 #[derive(Debug, Clone)]
@@ -155,11 +160,16 @@ impl App {
         })?;
         info!(project, replica = %link.dest_service, primary = %link.source_service, link = %link.id, "promotion intent recorded");
         crate::failpoint::hit("promotion.intent_recorded");
-        self.promote_steps(&link, false).await
+        self.promote_steps(&link, None).await
     }
 
-    /// Rolls forward a promotion left `promoting` (by a crash, or by a failed attempt).
-    pub(crate) async fn promote_roll_forward(self: &Arc<Self>, link: &IntegrationRow) {
+    /// Rolls forward a promotion left `promoting` (by a crash, or by a failed attempt);
+    /// `attempt` counts from 1.
+    pub(crate) async fn promote_roll_forward(
+        self: &Arc<Self>,
+        link: &IntegrationRow,
+        attempt: u32,
+    ) {
         let Some(_claim) = self.claim_promotion(&link.id) else {
             return;
         };
@@ -171,18 +181,18 @@ impl App {
             Ok(Some(l)) if l.status == LinkStatus::Promoting => {}
             _ => return,
         }
-        warn!(link = %link.id, replica = %link.dest_service, "rolling an interrupted promotion forward");
-        if let Err(e) = self.promote_steps(link, true).await {
+        warn!(link = %link.id, replica = %link.dest_service, attempt, "rolling an interrupted promotion forward");
+        if let Err(e) = self.promote_steps(link, Some(attempt)).await {
             warn!(link = %link.id, error = %e, "roll-forward of a promotion did not finish; it is retried");
         }
     }
 
-    /// Steps 2–5. `roll_forward`: this process did not record the intent, so it cannot
-    /// know what was sent to the nodes before; it never abandons.
+    /// Steps 2–5. `roll_forward` (the attempt number) when this process did not record
+    /// the intent: it cannot know what was sent to the nodes before, so it never abandons.
     async fn promote_steps(
         &self,
         link: &IntegrationRow,
-        roll_forward: bool,
+        roll_forward: Option<u32>,
     ) -> Result<Promoted, AppError> {
         let (replica, primary) = self.store.read(|tx| {
             Ok::<_, AppError>((
@@ -196,6 +206,13 @@ impl App {
             primary.ok_or_else(|| AppError::Internal("promoting from a missing primary".into()))?;
         let host = self.service_host().to_string();
         let new_spec = node_spec(&replica, None, &host);
+        // A snapshot first: a replica that loaded its data straight into memory has none,
+        // and a node restarted in its staged primary role starts from it.
+        if let Err(e) = self.snapshot_replica(&replica).await {
+            return self
+                .abandon_or_fail(link, &replica, &primary, roll_forward, e)
+                .await;
+        }
         if let Err(e) = self.runtime.stage(&new_spec).await {
             return self
                 .abandon_or_fail(link, &replica, &primary, roll_forward, runtime_error(e))
@@ -216,8 +233,16 @@ impl App {
         };
         let outcome = match primary_admin {
             Some(mut p) => {
-                self.detach_in_step(&replica, &primary, &mut p, roll_forward)
+                self.detach_in_step(&replica, &primary, &mut p, roll_forward.is_some())
                     .await?
+            }
+            // Right after a restart the primary may simply not be up yet: a roll-forward
+            // gives it a few attempts before it takes the primary for down.
+            None if roll_forward.is_some_and(|a| a < ROLL_FORWARD_PRIMARY_ATTEMPTS) => {
+                return Err(AppError::Unavailable {
+                    code: "primary_unavailable",
+                    message: format!("Primary '{}' does not answer yet", primary.name),
+                });
             }
             None => {
                 let lost = replica.health.bytes_behind.unwrap_or(0).max(0);
@@ -245,7 +270,7 @@ impl App {
         };
 
         // Step 5: the new primary's AOF on, and written, before the link goes.
-        self.finish_role(&new_spec).await?;
+        self.finish_role(&replica, &new_spec).await?;
         crate::failpoint::hit("promotion.node_updated");
         self.store.write(|tx| {
             tx.service_set_lost_bytes(&replica.id, promoted.lost_bytes_estimate)?;
@@ -260,7 +285,7 @@ impl App {
 
     /// Applies the primary role to the detached node (starting it if it died) and waits,
     /// bounded, until its first AOF is written.
-    async fn finish_role(&self, spec: &NodeSpec) -> Result<(), AppError> {
+    async fn finish_role(&self, replica: &ServiceRow, spec: &NodeSpec) -> Result<(), AppError> {
         let deadline = Instant::now() + AOF_WAIT;
         loop {
             match self.runtime.ensure(spec).await.map_err(runtime_error)? {
@@ -273,6 +298,18 @@ impl App {
                     return Ok(());
                 }
                 Ensured::Running { .. } => {}
+                Ensured::BackingOff {
+                    port_in_use: true, ..
+                } => {
+                    // Another program took its port: move it; the next attempt finishes.
+                    let port = self.service_move_port(&replica.id)?;
+                    return Err(AppError::Unavailable {
+                        code: "node_unavailable",
+                        message: format!(
+                            "The promoted node's port was taken; it moves to port {port}"
+                        ),
+                    });
+                }
                 Ensured::BackingOff { last_exit, .. } => {
                     return Err(AppError::Unavailable {
                         code: "node_unavailable",
@@ -286,6 +323,65 @@ impl App {
         }
     }
 
+    /// Makes the replica write an RDB snapshot and waits for it (bounded). An unreachable
+    /// replica is left for the later steps to handle; a replica already detached (a
+    /// roll-forward) needs none.
+    async fn snapshot_replica(&self, replica: &ServiceRow) -> Result<(), AppError> {
+        let host = self.service_host();
+        let Ok(mut r) =
+            Admin::connect(host, replica.port, &replica.admin_password, PING_TIMEOUT).await
+        else {
+            return Ok(());
+        };
+        let failed = |e: String| AppError::Unavailable {
+            code: "snapshot_failed",
+            message: format!(
+                "Replica '{}' could not write its snapshot ({e}); nothing was changed, try again",
+                replica.name
+            ),
+        };
+        let info = r
+            .info(&["replication", "persistence"])
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if info.get("role") != Some("slave") {
+            return Ok(());
+        }
+        // Our own snapshot, started after any that runs now has finished (`rdb_saves`
+        // counts snapshots when they start, so only "none in progress" after our own
+        // started tells that it is on disk).
+        let deadline = Instant::now() + SNAPSHOT_WAIT;
+        let mut started = false;
+        loop {
+            let info = r
+                .info(&["persistence"])
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let running = info.int("rdb_bgsave_in_progress") == Some(1);
+            if started && !running {
+                return match info.get("rdb_last_bgsave_status") {
+                    Some("ok") => Ok(()),
+                    other => Err(failed(format!(
+                        "rdb_last_bgsave_status: {}",
+                        other.unwrap_or("?")
+                    ))),
+                };
+            }
+            if !started && !running {
+                match r.bgsave().await {
+                    Ok(()) => started = true,
+                    Err(e) if e.to_string().contains("already in progress") => {}
+                    Err(e) => return Err(failed(e.to_string())),
+                }
+                continue;
+            }
+            if Instant::now() > deadline {
+                return Err(failed("it took longer than 60 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// A failure before anything reached the replica: in a request, the intent is
     /// abandoned and the caller told nothing changed; in a roll-forward it stays, to be
     /// retried.
@@ -294,15 +390,25 @@ impl App {
         link: &IntegrationRow,
         replica: &ServiceRow,
         primary: &ServiceRow,
-        roll_forward: bool,
+        roll_forward: Option<u32>,
         error: AppError,
     ) -> Result<Promoted, AppError> {
-        if roll_forward {
+        if roll_forward.is_some() {
             // A replica that is down is started (in its staged primary role) so the next
             // attempt can finish.
             let spec = node_spec(replica, None, self.service_host());
-            if let Err(e) = self.runtime.ensure(&spec).await {
-                warn!(replica = %replica.name, error = %e, "could not start the replica being promoted");
+            match self.runtime.ensure(&spec).await {
+                Ok(Ensured::BackingOff {
+                    port_in_use: true, ..
+                }) => {
+                    if let Err(e) = self.service_move_port(&replica.id) {
+                        warn!(replica = %replica.name, error = %e, "could not move the replica off a taken port");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(replica = %replica.name, error = %e, "could not start the replica being promoted")
+                }
             }
             return Err(error);
         }
@@ -310,12 +416,16 @@ impl App {
         let restored = self.store.write(|tx| {
             tx.integration_set_status(&link.id, LinkStatus::Promoting, LinkStatus::Active)?;
             tx.service_set_role(&replica.id, Role::Replica, now)?;
-            Ok::<_, AppError>(tx.service_by_id(&replica.id)?)
+            // The primary as it is now (its port may have moved meanwhile).
+            Ok::<_, AppError>((
+                tx.service_by_id(&replica.id)?,
+                tx.service_by_id(&primary.id)?,
+            ))
         })?;
-        if let Some(row) = restored {
+        if let (Some(row), Some(primary_now)) = restored {
             // Restores the replica config staged away above; the node itself was never
             // detached, so this changes nothing on it.
-            let spec = node_spec(&row, Some(primary), self.service_host());
+            let spec = node_spec(&row, Some(&primary_now), self.service_host());
             if let Err(e) = self.runtime.ensure(&spec).await {
                 warn!(replica = %replica.name, error = %e, "could not restore the replica config after an abandoned promotion");
             }
@@ -370,6 +480,28 @@ impl App {
                 primary: primary.name.clone(),
                 write_pause: None,
                 lost_bytes_estimate: None,
+            }));
+        }
+
+        // Pause only a primary whose replica is linked to it and replicating: otherwise the
+        // catch-up cannot succeed and the pause would only block the primary's clients.
+        let linked = async {
+            let pinfo = p.info(&["replication"]).await?;
+            Ok::<_, RedisError>(
+                pinfo.get("master_replid").is_some()
+                    && info.get("master_replid") == pinfo.get("master_replid")
+                    && info.get("master_link_status") == Some("up")
+                    && info.int("master_sync_in_progress") == Some(0),
+            )
+        }
+        .await;
+        if !matches!(linked, Ok(true)) {
+            return Ok(Outcome::Abandon(AppError::Unavailable {
+                code: "replica_not_linked",
+                message: format!(
+                    "Replica '{}' is not replicating from '{}' right now (link down or resyncing); nothing was changed, try again",
+                    replica.name, primary.name
+                ),
             }));
         }
 

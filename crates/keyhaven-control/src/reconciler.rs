@@ -31,9 +31,12 @@ const IDLE_PERIOD: Duration = Duration::from_secs(1);
 /// Period while some service is being built or a node is starting: short, because a new
 /// node answers ~35 ms after its start and a replica is current a few ms later.
 const BUSY_PERIOD: Duration = Duration::from_millis(10);
+/// Period once something has been busy for a second.
+const SLOW_BUSY_PERIOD: Duration = Duration::from_millis(100);
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How often a failed roll-forward of a promotion is retried.
+/// First delay before a failed roll-forward of a promotion is retried; it doubles.
 const ROLL_FORWARD_RETRY: Duration = Duration::from_secs(2);
+const ROLL_FORWARD_MAX_DELAY: Duration = Duration::from_secs(60);
 /// How often an unchanged observation is written again (to refresh `observed_at`).
 const UNCHANGED_REWRITE: Duration = Duration::from_secs(5);
 
@@ -58,6 +61,7 @@ impl Report {
 /// Runs the reconciler until `shutdown` turns true.
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut last: Option<Report> = None;
+    let mut busy_since: Option<Instant> = None;
     loop {
         let report = activate(&app).await;
         if last.as_ref() != Some(&report) {
@@ -65,9 +69,18 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                   released = report.released, rolled_forward = report.rolled_forward,
                   errors = ?report.errors, "reconciler activation");
         }
+        // Fast while something is starting; after a second of it (a long sync, a node in
+        // backoff) a calmer pace, so a slow operation does not cost every node 100 INFOs
+        // a second.
         let period = if report.busy() {
-            BUSY_PERIOD
+            let since = *busy_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < Duration::from_secs(1) {
+                BUSY_PERIOD
+            } else {
+                SLOW_BUSY_PERIOD
+            }
         } else {
+            busy_since = None;
             IDLE_PERIOD
         };
         last = Some(report);
@@ -129,29 +142,6 @@ pub async fn activate(app: &Arc<App>) -> Report {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&node.service_id);
         });
-    }
-
-    app.roll_forward_attempts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|id, _| promoting.iter().any(|l| &l.id == id));
-    for link in promoting.iter().filter(|l| !app.promotion_in_flight(&l.id)) {
-        // A roll-forward that failed is retried, but not in a hot loop.
-        {
-            let mut attempts = app
-                .roll_forward_attempts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            match attempts.get(&link.id) {
-                Some(at) if at.elapsed() < ROLL_FORWARD_RETRY => continue,
-                _ => attempts.insert(link.id.clone(), Instant::now()),
-            };
-        }
-        let app = app.clone();
-        let link = link.clone();
-        // In the background: the roll-forward waits on nodes and must not hold up others.
-        tokio::spawn(async move { app.promote_roll_forward(&link).await });
-        report.rolled_forward += 1;
     }
 
     let sources = sources_by_replica(app, &services);
@@ -224,6 +214,40 @@ pub async fn activate(app: &Arc<App>) -> Report {
         }
     }
     report.errors.extend(ensure_errors.values().cloned());
+
+    // After the nodes were ensured, so a primary restarted above can answer the
+    // roll-forward of its replica's promotion.
+    app.roll_forward_attempts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|id, _| promoting.iter().any(|l| &l.id == id));
+    for link in promoting.iter().filter(|l| !app.promotion_in_flight(&l.id)) {
+        // A roll-forward that failed is retried with a growing delay, never in a hot loop
+        // (each attempt may pause the primary's writes).
+        let attempt = {
+            let mut attempts = app
+                .roll_forward_attempts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let (last, count) = attempts
+                .get(&link.id)
+                .copied()
+                .unwrap_or((Instant::now(), 0));
+            let delay = ROLL_FORWARD_RETRY
+                .saturating_mul(1 << count.saturating_sub(1).min(5))
+                .min(ROLL_FORWARD_MAX_DELAY);
+            if count > 0 && last.elapsed() < delay {
+                continue;
+            }
+            attempts.insert(link.id.clone(), (Instant::now(), count + 1));
+            count + 1
+        };
+        let app = app.clone();
+        let link = link.clone();
+        // In the background: the roll-forward waits on nodes and must not hold up others.
+        tokio::spawn(async move { app.promote_roll_forward(&link, attempt).await });
+        report.rolled_forward += 1;
+    }
 
     // Observe primaries first, then replicas against their primary's earlier offset; the
     // nodes of each group in parallel, so one hung node costs one timeout, not one each.
@@ -359,14 +383,17 @@ async fn observe(
         bytes_behind: service.health.bytes_behind,
         ..NodeHealth::default()
     };
-    let info = async {
+    let observed = async {
         let mut admin =
             Admin::connect(host, service.port, &service.admin_password, OBSERVE_TIMEOUT).await?;
-        admin.info(&["replication", "memory", "persistence"]).await
+        let info = admin
+            .info(&["replication", "memory", "persistence"])
+            .await?;
+        Ok::<_, keyhaven_runtime::admin::RedisError>((admin, info))
     }
     .await;
-    let info = match info {
-        Ok(info) => info,
+    let (mut admin, info) = match observed {
+        Ok(v) => v,
         Err(e) => {
             health.error = Some(format!("valkey-server does not answer: {e}"));
             return (health, None);
@@ -432,6 +459,16 @@ async fn observe(
             && offset >= primary_offset
             && listed_online;
         let _ = primary;
+    }
+    // A replica that loaded its data straight into memory has no snapshot on disk: one,
+    // once it is current, lets it resume with a partial resync after a restart, and lets
+    // a promotion that finds it restarted start it from its data.
+    if health.current
+        && info.int("rdb_saves") == Some(0)
+        && info.int("rdb_bgsave_in_progress") == Some(0)
+        && let Err(e) = admin.bgsave_scheduled().await
+    {
+        debug!(service = %service.name, error = %e, "could not start a snapshot");
     }
     (health, Some(info))
 }

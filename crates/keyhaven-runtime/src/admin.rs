@@ -64,6 +64,28 @@ impl Admin {
             .await
     }
 
+    /// Starts an RDB snapshot; fails with "already in progress" while one runs.
+    pub async fn bgsave(&mut self) -> Result<(), RedisError> {
+        redis::cmd("BGSAVE")
+            .query_async::<String>(&mut self.conn)
+            .await
+            .map(|_| ())
+    }
+
+    /// `BGSAVE SCHEDULE`: a snapshot now, or right after the one that runs. (The reply is
+    /// read as a status string so that an error reply is an error here.)
+    /// A snapshot that runs already counts as started.
+    pub async fn bgsave_scheduled(&mut self) -> Result<(), RedisError> {
+        match redis::cmd("BGSAVE")
+            .arg("SCHEDULE")
+            .query_async::<String>(&mut self.conn)
+            .await
+        {
+            Err(e) if e.to_string().contains("already in progress") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// `REPLICAOF NO ONE`: the node stops following its primary and takes writes.
     pub async fn detach(&mut self) -> Result<(), RedisError> {
         redis::cmd("REPLICAOF")

@@ -53,6 +53,9 @@ struct CrashRecord {
     last_exit_at: Instant,
     last_exit: String,
     port_in_use: bool,
+    /// The port the crashed process was started on: a port conflict is only reported
+    /// for the port the node still has.
+    port: u16,
 }
 
 impl LocalRuntime {
@@ -124,13 +127,15 @@ impl LocalRuntime {
             .map(|entries| {
                 entries
                     .flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with(".manifest"))
+                    // Not `temp-…manifest`: that one exists only while the first AOF is
+                    // being written.
+                    .any(|e| e.file_name() == "appendonly.aof.manifest")
             })
             .unwrap_or(false);
         has_manifest || !dir.join("dump.rdb").exists()
     }
 
-    fn backoff(&self, id: &str) -> Option<(String, bool)> {
+    fn backoff(&self, id: &str, port: u16) -> Option<(String, bool)> {
         let crashes = self.crashes.lock().unwrap_or_else(|p| p.into_inner());
         let rec = crashes.get(id)?;
         if rec.consecutive <= 1 {
@@ -138,7 +143,8 @@ impl LocalRuntime {
         }
         let wait =
             Duration::from_millis(100 * 2u64.saturating_pow(rec.consecutive - 2)).min(MAX_BACKOFF);
-        (rec.last_exit_at.elapsed() < wait).then(|| (rec.last_exit.clone(), rec.port_in_use))
+        (rec.last_exit_at.elapsed() < wait)
+            .then(|| (rec.last_exit.clone(), rec.port_in_use && rec.port == port))
     }
 
     async fn spawn(&self, spec: &NodeSpec, dir: &Path) -> Result<u32, RuntimeError> {
@@ -179,6 +185,7 @@ impl LocalRuntime {
 
         let crashes = self.crashes.clone();
         let stopping = self.stopping.clone();
+        let port = spec.port;
         let on_exit = self.on_exit.clone();
         let id = spec.id.clone();
         let label = spec.label.clone();
@@ -208,6 +215,7 @@ impl LocalRuntime {
                     last_exit_at: Instant::now(),
                     last_exit: String::new(),
                     port_in_use: false,
+                    port,
                 });
                 rec.consecutive = if started.elapsed() >= HEALTHY_RUN {
                     1
@@ -217,6 +225,7 @@ impl LocalRuntime {
                 rec.last_exit_at = Instant::now();
                 rec.last_exit = how;
                 rec.port_in_use = port_in_use;
+                rec.port = port;
             }
             on_exit.notify_one();
         });
@@ -390,7 +399,7 @@ impl Runtime for LocalRuntime {
                 role_pending,
             });
         }
-        if let Some((last_exit, port_in_use)) = self.backoff(&spec.id) {
+        if let Some((last_exit, port_in_use)) = self.backoff(&spec.id, spec.port) {
             return Ok(Ensured::BackingOff {
                 last_exit,
                 port_in_use,

@@ -64,12 +64,18 @@ async fn a_killed_replica_resumes_with_a_partial_resync_while_the_primary_takes_
 
     // The replica's snapshot (its periodic `save`, made now rather than waited for).
     let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
-    let _: () = redis::cmd("BGSAVE").query_async(&mut ra).await.unwrap();
+    let saves = info_int(&mut ra, "persistence", "rdb_saves").await;
+    let _: redis::Value = redis::cmd("BGSAVE")
+        .arg("SCHEDULE")
+        .query_async(&mut ra)
+        .await
+        .unwrap();
     wait_for(
         "the replica's snapshot",
         Duration::from_secs(10),
         async || {
-            (info_field(&mut ra, "persistence", "rdb_bgsave_in_progress").await == "0")
+            (info_field(&mut ra, "persistence", "rdb_bgsave_in_progress").await == "0"
+                && info_int(&mut ra, "persistence", "rdb_saves").await > saves)
                 .then_some(())
         },
     )
@@ -368,9 +374,8 @@ mod crashes {
                 .then_some(())
         })
         .await;
-        // The replica's periodic snapshot, taken now.
-        let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
-        let _: () = redis::cmd("SAVE").query_async(&mut ra).await.unwrap();
+        // No snapshot is taken by the test: the replica loaded its data straight into
+        // memory, and Keyhaven must see to it that one exists before the role is staged.
 
         let id = p.link_id("repl").await;
         crash_at(&mut p, "promotion.staged", async |p| {
