@@ -276,8 +276,17 @@ impl LocalRuntime {
         }
     }
 
-    /// Stops every node under `data_dir` (for `keyhaven down`); data stays on disk.
+    /// Stops every node under `data_dir` (for `keyhaven down`); data stays on disk. Two
+    /// passes: a node started just before its server died may write its own pid file
+    /// only after the first pass looked.
     pub async fn stop_all(data_dir: &Path) -> std::io::Result<Vec<u32>> {
+        let mut stopped = Self::stop_pass(data_dir).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stopped.extend(Self::stop_pass(data_dir).await?);
+        Ok(stopped)
+    }
+
+    async fn stop_pass(data_dir: &Path) -> std::io::Result<Vec<u32>> {
         let mut stopped = Vec::new();
         let nodes = data_dir.join("nodes");
         let entries = match std::fs::read_dir(&nodes) {

@@ -399,7 +399,16 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
+        // SIGTERM first: a server stops between reconciler activations, so a node it is
+        // starting right now gets its pid file before `keyhaven down` looks for it.
         if let Some(mut child) = self.server.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
