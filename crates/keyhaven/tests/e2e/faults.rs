@@ -124,24 +124,9 @@ async fn a_killed_primary_comes_back_with_its_data_and_replicas_never_sync_to_em
     for i in 0..500 {
         let _: () = pc.set(format!("d:{i}"), i).await.unwrap();
     }
-    let (local, _): (i64, i64) = redis::cmd("WAITAOF")
-        .arg(1)
-        .arg(0)
-        .arg(5000)
-        .query_async(&mut pc)
-        .await
-        .unwrap();
-    assert_eq!(local, 1);
+    wait_aof(&mut pc).await;
     let mut rc = valkey(&replica).await;
-    wait_for("replication", Duration::from_secs(5), async || {
-        (redis::cmd("DBSIZE")
-            .query_async::<i64>(&mut rc)
-            .await
-            .unwrap()
-            == 500)
-            .then_some(())
-    })
-    .await;
+    wait_dbsize(&mut rc, 500).await;
 
     // Watch the replica's dataset during the whole outage.
     let smallest = Arc::new(AtomicI64::new(i64::MAX));
@@ -171,7 +156,7 @@ async fn a_killed_primary_comes_back_with_its_data_and_replicas_never_sync_to_em
     kill9(pid);
     wait_restarted(&p, "prim", pid).await;
     let mut pc = valkey(&primary).await;
-    let n: i64 = redis::cmd("DBSIZE").query_async(&mut pc).await.unwrap();
+    let n = dbsize(&mut pc).await;
     assert_eq!(n, 500, "the primary came back without its data");
     // ... from its AOF: primaries keep no RDB snapshot.
     let dir = p.node_dir_of_port(primary["components"][0]["port"].as_u64().unwrap() as u16);
@@ -207,7 +192,7 @@ async fn a_killed_primary_comes_back_with_its_data_and_replicas_never_sync_to_em
         "the replica's dataset shrank to {}",
         smallest.load(Ordering::SeqCst)
     );
-    let n: i64 = redis::cmd("DBSIZE").query_async(&mut rc).await.unwrap();
+    let n = dbsize(&mut rc).await;
     assert_eq!(n, 501);
 }
 
@@ -360,15 +345,7 @@ mod crashes {
             let _: () = pc.set(format!("snap:{i}"), i).await.unwrap();
         }
         let mut rc = valkey(&replica).await;
-        wait_for("replication", Duration::from_secs(5), async || {
-            (redis::cmd("DBSIZE")
-                .query_async::<i64>(&mut rc)
-                .await
-                .unwrap()
-                == 300)
-                .then_some(())
-        })
-        .await;
+        wait_dbsize(&mut rc, 300).await;
         // No snapshot is taken by the test: the replica loaded its data straight into
         // memory, and Keyhaven must see to it that one exists before the role is staged.
 
@@ -404,23 +381,16 @@ mod crashes {
         )
         .await;
         let mut rc = valkey(&s).await;
-        let n: i64 = redis::cmd("DBSIZE").query_async(&mut rc).await.unwrap();
+        let n = dbsize(&mut rc).await;
         assert_eq!(n, 300, "the promoted node did not start from its snapshot");
         // And its AOF is on, so the next restart keeps later writes too.
         let _: () = rc.set("after", 1).await.unwrap();
         let pid = p.node_pid(&s);
-        let (local, _): (i64, i64) = redis::cmd("WAITAOF")
-            .arg(1)
-            .arg(0)
-            .arg(5000)
-            .query_async(&mut rc)
-            .await
-            .unwrap();
-        assert_eq!(local, 1);
+        wait_aof(&mut rc).await;
         kill9(pid);
         wait_restarted(&p, "repl", pid).await;
         let mut rc = valkey(&p.service("repl").await).await;
-        let n: i64 = redis::cmd("DBSIZE").query_async(&mut rc).await.unwrap();
+        let n = dbsize(&mut rc).await;
         assert_eq!(n, 301);
     }
 }
@@ -450,14 +420,7 @@ async fn a_port_held_by_another_program_is_skipped_or_left_for_another() {
     // keeps its data.
     let mut con = valkey(&s).await;
     let _: () = con.set("kept", "yes").await.unwrap();
-    let (local, _): (i64, i64) = redis::cmd("WAITAOF")
-        .arg(1)
-        .arg(0)
-        .arg(5000)
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(local, 1);
+    wait_aof(&mut con).await;
     let old_port = port_of(&s);
     p.stop_server().await;
     kill9(p.node_pid(&s));

@@ -458,6 +458,31 @@ pub async fn valkey(service: &Value) -> redis::aio::MultiplexedConnection {
         .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e}"))
 }
 
+/// Waits until every write made on `con` so far is fsynced to the node's AOF (WAITAOF),
+/// so a `kill -9` afterwards must not lose it.
+pub async fn wait_aof(con: &mut redis::aio::MultiplexedConnection) {
+    let (local, _replicas): (i64, i64) = redis::cmd("WAITAOF")
+        .arg(1)
+        .arg(0)
+        .arg(5000)
+        .query_async(con)
+        .await
+        .unwrap();
+    assert_eq!(local, 1, "the writes were not fsynced to the AOF");
+}
+
+pub async fn dbsize(con: &mut redis::aio::MultiplexedConnection) -> i64 {
+    redis::cmd("DBSIZE").query_async(con).await.unwrap()
+}
+
+/// Waits until a node holds `n` keys (replication caught up).
+pub async fn wait_dbsize(con: &mut redis::aio::MultiplexedConnection, n: i64) {
+    wait_for(&format!("{n} keys"), Duration::from_secs(10), async || {
+        (dbsize(con).await == n).then_some(())
+    })
+    .await;
+}
+
 pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }

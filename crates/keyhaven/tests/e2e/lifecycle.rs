@@ -10,14 +10,7 @@ async fn write_durably(con: &mut redis::aio::MultiplexedConnection, n: usize) {
     for i in 0..n {
         let _: () = con.set(format!("key:{i}"), i).await.unwrap();
     }
-    let (local, _replicas): (i64, i64) = redis::cmd("WAITAOF")
-        .arg(1)
-        .arg(0)
-        .arg(5000)
-        .query_async(con)
-        .await
-        .unwrap();
-    assert_eq!(local, 1, "the writes were not fsynced to the AOF");
+    wait_aof(con).await;
 }
 
 async fn assert_keys(con: &mut redis::aio::MultiplexedConnection, n: usize) {
