@@ -145,7 +145,6 @@ pub async fn activate(app: &Arc<App>) -> Report {
     }
 
     let sources = sources_by_replica(app, &services);
-    let by_id: HashMap<&str, &ServiceRow> = services.iter().map(|s| (s.id.as_str(), s)).collect();
     let host = app.service_host().to_string();
     report.services = services.len();
     let mut ensure_errors: HashMap<String, String> = HashMap::new();
@@ -255,29 +254,20 @@ pub async fn activate(app: &Arc<App>) -> Report {
     let mut primaries = tokio::task::JoinSet::new();
     for service in services.iter().filter(|s| s.role == Role::Primary) {
         let (host, service) = (host.clone(), service.clone());
-        primaries.spawn(async move {
-            (
-                service.id.clone(),
-                observe(&host, &service, None, None).await,
-            )
-        });
+        primaries.spawn(async move { (service.id.clone(), observe(&host, &service, None).await) });
     }
     while let Some(Ok((id, result))) = primaries.join_next().await {
         observed.insert(id, result);
     }
     let mut replicas = tokio::task::JoinSet::new();
     for service in services.iter().filter(|s| s.role == Role::Replica) {
-        let primary = sources
+        let primary_info = sources
             .get(service.id.as_str())
-            .and_then(|l| by_id.get(l.source_service_id.as_str()).copied())
-            .cloned();
-        let primary_info = primary
-            .as_ref()
-            .and_then(|p| observed.get(&p.id))
+            .and_then(|l| observed.get(&l.source_service_id))
             .and_then(|(_, i)| i.clone());
         let (host, service) = (host.clone(), service.clone());
         replicas.spawn(async move {
-            let result = observe(&host, &service, primary.as_ref(), primary_info.as_ref()).await;
+            let result = observe(&host, &service, primary_info.as_ref()).await;
             (service.id.clone(), result)
         });
     }
@@ -373,7 +363,6 @@ fn state_of(service: &ServiceRow, health: &NodeHealth) -> ServiceState {
 async fn observe(
     host: &str,
     service: &ServiceRow,
-    primary: Option<&ServiceRow>,
     primary_info: Option<&Info>,
 ) -> (NodeHealth, Option<Info>) {
     let mut health = NodeHealth {
@@ -446,8 +435,7 @@ async fn observe(
             }
         }
     }
-    if let (Some(pinfo), Some(primary), Some(offset)) = (primary_info, primary, health.repl_offset)
-    {
+    if let (Some(pinfo), Some(offset)) = (primary_info, health.repl_offset) {
         let primary_offset = pinfo.int("master_repl_offset").unwrap_or(0);
         health.bytes_behind = Some((primary_offset - offset).max(0));
         let listed_online = pinfo
@@ -458,7 +446,6 @@ async fn observe(
             && !health.sync_in_progress
             && offset >= primary_offset
             && listed_online;
-        let _ = primary;
     }
     // A replica that loaded its data straight into memory has no snapshot on disk: one,
     // once it is current, lets it resume with a partial resync after a restart, and lets
