@@ -76,12 +76,8 @@ impl Tx<'_> {
             .tx
             .query_row(
                 &format!(
-                    "SELECT {} FROM users u JOIN tokens t ON t.user_id = u.id WHERE t.token_hash = ?1",
-                    USER_COLS
-                        .split(", ")
-                        .map(|c| format!("u.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "SELECT {USER_COLS} FROM users
+                     WHERE id = (SELECT user_id FROM tokens WHERE token_hash = ?1)"
                 ),
                 [token_hash],
                 user_from_row,
