@@ -30,11 +30,14 @@ pub struct IntegrationRow {
     pub dest_service_id: String,
     pub dest_service: String,
     pub status: LinkStatus,
+    /// The promotion recorded on this link was asked to detach without catch-up when the
+    /// primary does not answer (`?lossy=true`): a roll-forward honours the same choice.
+    pub lossy: bool,
     pub create_time: i64,
 }
 
 const SELECT: &str = "SELECT i.id, i.project, i.integration_type, i.source_service_id, s.name,
-        i.dest_service_id, d.name, i.status, i.create_time
+        i.dest_service_id, d.name, i.status, i.create_time, i.lossy
     FROM integrations i
     JOIN services s ON s.id = i.source_service_id
     JOIN services d ON d.id = i.dest_service_id";
@@ -55,6 +58,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<IntegrationRow> {
             LinkStatus::Active
         },
         create_time: r.get(8)?,
+        lossy: r.get(9)?,
     })
 }
 
@@ -116,6 +120,15 @@ impl Tx<'_> {
             "UPDATE integrations SET status = ?3 WHERE id = ?1 AND status = ?2",
             params![id, from.as_str(), to.as_str()],
         )? == 1)
+    }
+
+    /// Records that the promotion on this link may detach without catch-up.
+    pub fn integration_set_lossy(&self, id: &str, lossy: bool) -> Result<()> {
+        self.tx.execute(
+            "UPDATE integrations SET lossy = ?2 WHERE id = ?1",
+            params![id, lossy],
+        )?;
+        Ok(())
     }
 
     pub fn integration_delete(&self, id: &str) -> Result<bool> {

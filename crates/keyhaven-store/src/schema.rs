@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,
     email         TEXT NOT NULL UNIQUE,
@@ -67,7 +68,10 @@ CREATE TABLE retired_nodes (
     port        INTEGER NOT NULL,
     retire_time INTEGER NOT NULL
 );
-"#];
+"#,
+    // A promotion's intent also records whether it may detach without catch-up.
+    "ALTER TABLE integrations ADD COLUMN lossy INTEGER NOT NULL DEFAULT 0;",
+];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
