@@ -91,7 +91,7 @@ impl From<StoreError> for AppError {
         use rusqlite::ErrorCode;
         let code = match &e {
             StoreError::Sqlite(s) => s.sqlite_error_code(),
-            StoreError::Corrupt(_) => None,
+            StoreError::Corrupt(_) | StoreError::Upgrade(_) => None,
         };
         match code {
             Some(ErrorCode::DiskFull) => AppError::Unavailable {

@@ -1,6 +1,6 @@
 //! Projects: list, get, create and invite.
 
-use crate::identity::visible_project;
+use crate::identity::{fold_email, visible_project};
 use crate::{App, AppError, Caller};
 use keyhaven_core::time::now_micros;
 use keyhaven_core::validate_name;
@@ -41,7 +41,7 @@ impl App {
     ) -> Result<(), AppError> {
         self.store.write(|tx| {
             visible_project(tx, caller, project)?;
-            let user = tx.user_by_email(email)?.ok_or_else(|| {
+            let user = tx.user_by_email(&fold_email(email))?.ok_or_else(|| {
                 AppError::not_found("user_not_found", format!("User '{email}' does not exist"))
             })?;
             tx.membership_insert(project, user.id, member_type)?;

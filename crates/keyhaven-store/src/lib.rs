@@ -42,6 +42,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database needs an upgrade that would lose information: the operator decides.
+    #[error("the database cannot be upgraded: {0}")]
+    Upgrade(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -16,6 +16,10 @@ pub struct UserRow {
 
 #[derive(Debug, Clone)]
 pub struct TokenRow {
+    /// SHA-256 of the token, hex: how a request's token is found.
+    pub token_hash: String,
+    /// The token's first characters, as Aiven's API shows them; 8 for tokens minted before
+    /// Keyhaven kept 10 (a prefix cannot be recovered from a hash).
     pub token_prefix: String,
     pub user_id: i64,
     pub description: String,
@@ -99,11 +103,30 @@ impl Tx<'_> {
             params![token_hash, token_prefix, user_id, description, now],
         )?;
         Ok(TokenRow {
+            token_hash: token_hash.into(),
             token_prefix: token_prefix.into(),
             user_id,
             description: description.into(),
             create_time: now,
         })
+    }
+
+    /// A user's tokens, oldest first.
+    pub fn tokens_of_user(&self, user_id: i64) -> Result<Vec<TokenRow>> {
+        let mut stmt = self.tx.prepare(
+            "SELECT token_hash, token_prefix, user_id, description, create_time FROM tokens
+             WHERE user_id = ?1 ORDER BY create_time, token_hash",
+        )?;
+        let rows = stmt.query_map([user_id], |r| {
+            Ok(TokenRow {
+                token_hash: r.get(0)?,
+                token_prefix: r.get(1)?,
+                user_id: r.get(2)?,
+                description: r.get(3)?,
+                create_time: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Deletes a token of `user_id`; false when it was not theirs or did not exist.

@@ -32,9 +32,12 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/user", post(identity::user_create))
         .route("/v1/userauth", post(identity::user_auth))
         .route("/v1/me", get(identity::me))
-        .route("/v1/access_token", post(identity::access_token_create))
         .route(
-            "/v1/access_token/{token}",
+            "/v1/access_token",
+            get(identity::access_token_list).post(identity::access_token_create),
+        )
+        .route(
+            "/v1/access_token/{token_prefix}",
             delete(identity::access_token_revoke),
         )
         .route(

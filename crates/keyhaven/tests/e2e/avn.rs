@@ -148,3 +148,35 @@ async fn avn_runs_the_docs_commands_against_keyhaven() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avn_creates_lists_and_revokes_access_tokens_by_prefix() {
+    let p = Platform::start().await;
+    let avn = Avn::new(&p);
+    let created: Value =
+        serde_json::from_str(&avn.ok("user access-token create --description ci --json")).unwrap();
+    let token = created[0]["full_token"].as_str().unwrap().to_string();
+    assert!(
+        avn.ok("user access-token create --description table")
+            .contains("FULL_TOKEN")
+    );
+    let table = avn.ok("user access-token list");
+    assert!(table.contains("TOKEN_PREFIX"), "{table}");
+    assert!(table.contains(&token[..10]), "{table}");
+    assert!(!table.contains(&token), "a full token is listed: {table}");
+
+    assert!(
+        avn.ok(&format!("user access-token revoke {}", &token[..10]))
+            .contains("Revoked")
+    );
+    assert!(!avn.ok("user access-token list").contains(&token[..10]));
+    assert_eq!(p.call_as(&token, "GET", "/v1/me", None).await.0, 403);
+
+    // An expiry Keyhaven cannot honour is refused, not dropped.
+    let out = avn.run("user access-token create --description short --max-age-seconds 60");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("do not expire"),
+        "{out:?}"
+    );
+}

@@ -6,6 +6,7 @@ mod harness;
 mod avn;
 mod cli;
 mod faults;
+mod identity;
 mod lifecycle;
 mod replicas;
 mod security;

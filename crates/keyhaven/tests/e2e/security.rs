@@ -27,7 +27,7 @@ async fn every_endpoint_but_the_open_ones_needs_a_token() {
                 .replace("{service}", "x")
                 .replace("{service_type}", "valkey")
                 .replace("{integration_id}", "00000000-0000-0000-0000-000000000000")
-                .replace("{token}", "t");
+                .replace("{token_prefix}", "t");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             for auth in [
                 None,
