@@ -10,6 +10,7 @@ pub mod plan;
 pub mod role;
 pub mod time;
 pub mod user_config;
+pub mod valkey_version;
 
 pub use cloud::Cloud;
 pub use health::NodeHealth;

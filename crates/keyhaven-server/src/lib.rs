@@ -2,10 +2,12 @@
 //! error bodies and status codes. It never touches a valkey-server: every handler calls
 //! the application layer ([`keyhaven_control::App`]) and renders what it returns.
 //!
-//! `router(app)` builds the whole API, so most HTTP tests need no socket.
+//! `router(app)` builds the whole API, so most HTTP tests need no socket; served over
+//! [`ApiListener`], even hyper's own refusals (414, 431, 400) keep Aiven's error shape.
 
 mod error;
 mod extract;
+mod listener;
 pub mod openapi;
 mod routes;
 mod view;
@@ -15,6 +17,7 @@ use keyhaven_control::App;
 use std::sync::Arc;
 
 pub use error::HttpError;
+pub use listener::ApiListener;
 
 /// The complete HTTP API.
 pub fn router(app: Arc<App>) -> Router {

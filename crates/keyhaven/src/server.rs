@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use keyhaven_control::reconciler;
 use keyhaven_control::{App, ControlConfig};
+use keyhaven_core::valkey_version::{MIN_VALKEY, ValkeyVersion, check_valkey_version};
 use keyhaven_runtime::local::LocalRuntime;
 use keyhaven_store::Store;
 use nix::fcntl::{Flock, FlockArg};
@@ -104,6 +105,34 @@ fn find_valkey_server(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// How long `valkey-server --version` may take; a real one answers in milliseconds.
+const VERSION_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `valkey-server --version` and refuses anything but Valkey 8.0 or newer, naming
+/// what it found: a wrong binary would otherwise leave every service REBUILDING.
+async fn check_valkey_server(path: &Path) -> anyhow::Result<ValkeyVersion> {
+    let needs = format!(
+        "Keyhaven needs Valkey {}.{} or newer (tested with 9.1); pass one with --valkey-server",
+        MIN_VALKEY.0, MIN_VALKEY.1
+    );
+    let run = tokio::process::Command::new(path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(VERSION_CHECK_TIMEOUT, run)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} --version did not answer within {VERSION_CHECK_TIMEOUT:?}; {needs}",
+                path.display()
+            )
+        })?
+        .with_context(|| format!("cannot run {} --version; {needs}", path.display()))?;
+    check_valkey_version(&String::from_utf8_lossy(&out.stdout))
+        .map_err(|e| anyhow::anyhow!("{} {e}; {needs}", path.display()))
+}
+
 /// One server per data directory: a second would adopt and fight over the same nodes.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
     let file = std::fs::OpenOptions::new()
@@ -140,6 +169,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .init();
 
     let valkey_server = find_valkey_server(args.valkey_server)?;
+    let valkey_version = check_valkey_server(&valkey_server).await?;
+    info!(valkey_server = %valkey_server.display(), version = %valkey_version, "found Valkey");
+
+    // The port first: a server that cannot listen must leave no trace in its data
+    // directory (a database and an admin token nobody will ever see).
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another program using it? choose another with --listen)",
+                args.listen
+            )
+        })?;
+
+    let existed = args.data_dir.exists();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -154,6 +198,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot restrict {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let _lock = lock_data_dir(&data_dir)?;
+    // Armed only once the lock is ours: a directory another server created and runs in
+    // is never removed, only one this start created and fails to set up.
+    let mut created = CreatedDir {
+        path: (!existed).then(|| data_dir.clone()),
+    };
 
     let db = data_dir.join("keyhaven.db");
     let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
@@ -183,15 +232,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         println!("{token}");
     }
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     write_private(&data_dir.join("listen-addr"), &format!("{addr}\n"))?;
+    created.keep();
     info!(%addr, data_dir = %data_dir.display(), valkey_server = %valkey_server.display(), "keyhaven server listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let reconciler = tokio::spawn(reconciler::run(app.clone(), stop_rx));
+    let listener = keyhaven_server::ApiListener(listener);
     axum::serve(listener, keyhaven_server::router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -199,6 +247,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = reconciler.await;
     info!("keyhaven server stopped; valkey-servers keep serving and are adopted at the next start");
     Ok(())
+}
+
+/// A data directory this start created: removed again if the start fails before the
+/// server listens, so a failed first start leaves nothing half-made behind.
+struct CreatedDir {
+    path: Option<PathBuf>,
+}
+
+impl CreatedDir {
+    /// The server is up: the directory is its own now.
+    fn keep(&mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for CreatedDir {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -11,3 +11,4 @@ mod lifecycle;
 mod replicas;
 mod security;
 mod service_api;
+mod startup;

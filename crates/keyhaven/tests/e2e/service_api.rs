@@ -378,3 +378,91 @@ async fn deleting_a_service_stops_its_process_and_frees_its_port() {
     p.create("doomed", "hobbyist", None).await;
     p.wait_running("doomed").await;
 }
+
+/// Sends raw bytes on a new connection and reads until the server closes it.
+async fn raw_http(p: &Platform, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut con = tokio::net::TcpStream::connect(p.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    con.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), con.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// One response out of `text`: (status, JSON body, the rest).
+fn parse_response(text: &str) -> (u16, Value, &str) {
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a complete head");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a content-length");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let body = serde_json::from_str(&rest[..len])
+        .unwrap_or_else(|e| panic!("a {status} without a JSON body ({e}): {text:?}"));
+    (status, body, &rest[len..])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_has_aivens_shape_even_those_hyper_answers_itself() {
+    let p = Platform::start().await;
+    // A 100 KB URL: over the 64 KiB hyper (and the `http` crate) can hold, so hyper answers
+    // before the router sees it. reqwest cannot even build such a request; raw HTTP can.
+    let long = format!(
+        "GET /v1/project/{} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let (status, body, _) = parse_response(&raw_http(&p, long.as_bytes()).await);
+    assert_eq!(status, 414);
+    assert_aiven_error(&body, 414, "uri_too_long");
+    // Bytes that are not HTTP.
+    let (status, body, _) =
+        parse_response(&raw_http(&p, b"G\x01T / HTTP/1.1\r\nhost: x\r\n\r\n").await);
+    assert_eq!(status, 400);
+    assert_aiven_error(&body, 400, "invalid_request");
+    // Behind an ordinary response on the same connection (pipelined), both intact.
+    let pipelined = format!("GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n{long}");
+    let text = raw_http(&p, pipelined.as_bytes()).await;
+    let (status, body, rest) = parse_response(&text);
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &Value::from("ok")),
+        "{text:?}"
+    );
+    let (status, body, rest) = parse_response(rest);
+    assert_eq!(status, 414);
+    assert_aiven_error(&body, 414, "uri_too_long");
+    assert_eq!(rest, "");
+
+    // 405 and 404 from the router, with any token or none.
+    for (method, path) in [
+        ("PUT", "/v1/project"),
+        ("DELETE", "/v1/project/default"),
+        ("PATCH", "/v1/project/default/service/x"),
+        ("POST", "/healthz"),
+    ] {
+        let (status, body) = p.call(method, path, None).await;
+        assert_eq!(status, 405, "{method} {path}: {body}");
+        assert_aiven_error(&body, 405, "method_not_allowed");
+    }
+    let (status, body) = p.call("GET", "/v1/no/such/endpoint", None).await;
+    assert_eq!(status, 404);
+    assert_aiven_error(&body, 404, "not_found");
+
+    // The server goes on serving.
+    let (status, _) = p.call("GET", "/v1/project", None).await;
+    assert_eq!(status, 200);
+}
