@@ -235,3 +235,23 @@ pub struct ReplicaSummary {
     pub bytes_behind: Option<i64>,
     pub seconds_since_last_contact: Option<i64>,
 }
+
+/// The answer of a promotion that was decided but not finished by the request (202): the
+/// replica may take writes already, and the reconciler finishes the rest.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PromotionPending {
+    pub message: String,
+    /// Always `promoting`.
+    pub state: String,
+}
+
+/// Query of `DELETE /v1/project/P/integration/ID`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IntegrationDeleteQuery {
+    /// Keyhaven extension: promote even when that may lose writes the primary acknowledged
+    /// (the primary runs but does not answer, or the replica cannot catch up within the
+    /// pause bound). The gap is recorded in `lost_bytes_estimate`. Default false.
+    #[serde(default)]
+    pub lossy: bool,
+}

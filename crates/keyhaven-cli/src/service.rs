@@ -168,6 +168,10 @@ enum ServiceVerb {
     },
     /// Promote a read replica to an independent primary (asks first unless --force).
     ///
+    /// Without --lossy nothing the primary acknowledged is lost: a primary that runs but
+    /// does not answer, or a replica that cannot catch up in time, is refused (503) with
+    /// nothing changed. With --lossy the replica is detached anyway and the gap recorded.
+    ///
     /// Example: keyhaven service promote --force replica
     #[command(verbatim_doc_comment)]
     Promote {
@@ -176,6 +180,9 @@ enum ServiceVerb {
         /// Do not ask for confirmation
         #[arg(long)]
         force: bool,
+        /// Promote even if writes the primary acknowledged may be lost
+        #[arg(long)]
+        lossy: bool,
         /// The read replica to promote
         replica: String,
     },
@@ -335,6 +342,7 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
         ServiceVerb::Promote {
             project,
             force,
+            lossy,
             replica,
         } => {
             let c = client(conn, &project)?;
@@ -356,16 +364,23 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
                 })?;
             let primary = link["source_service"].as_str().unwrap_or("?");
             if !force {
+                let risk = if lossy {
+                    " Writes '{primary}' acknowledged that it has not received are lost (--lossy)."
+                        .replace("{primary}", primary)
+                } else {
+                    String::new()
+                };
                 let answer = prompt(&format!(
-                    "Promote '{replica}' to an independent primary? It stops replicating from '{primary}'. [y/N] "
+                    "Promote '{replica}' to an independent primary? It stops replicating from '{primary}'.{risk} [y/N] "
                 ))?;
                 if !matches!(answer.trim(), "y" | "Y" | "yes") {
                     return Err(ClientError::Usage("not promoted".into()));
                 }
             }
             let id = link["service_integration_id"].as_str().unwrap_or_default();
+            let query = if lossy { "?lossy=true" } else { "" };
             let resp: Value = c
-                .delete(&c.project_path(&format!("/integration/{id}")))
+                .delete(&c.project_path(&format!("/integration/{id}{query}")))
                 .await?;
             report(&c, &resp);
             Ok(())

@@ -3,9 +3,14 @@
 //! a power cut would: no destructor runs, nothing is flushed. Without the feature every
 //! call compiles to nothing.
 //!
-//! Points: `service_create.committed`, `reconciler.node_started`,
+//! Crash points: `service_create.committed`, `reconciler.node_started`,
 //! `promotion.intent_recorded`, `promotion.staged`, `promotion.writes_paused`,
 //! `promotion.detached`, `promotion.node_updated`.
+//!
+//! Fault points ([`active`]) make Keyhaven itself cause a fault at one exact moment that a
+//! test could not hit from outside: `promotion.replica_stalls` cuts the replica off its
+//! primary right after the promotion checked that it is linked, so the catch-up cannot
+//! succeed and the `replica_behind` path runs.
 
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
@@ -18,3 +23,15 @@ pub fn hit(name: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// Whether the fault point `name` is switched on (`KEYHAVEN_FAILPOINT=name`).
+#[cfg(feature = "failpoints")]
+pub fn active(name: &str) -> bool {
+    std::env::var("KEYHAVEN_FAILPOINT").as_deref() == Ok(name)
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn active(_name: &str) -> bool {
+    false
+}

@@ -20,6 +20,7 @@ mod spec;
 
 pub use error::AppError;
 pub use identity::Caller;
+pub use promotion::{NoCatchUp, Promoted, Promotion};
 
 use keyhaven_core::Cloud;
 use keyhaven_runtime::Runtime;
@@ -38,8 +39,12 @@ pub struct ControlConfig {
     /// Address valkey-servers bind; Keyhaven probes ports on it before handing them out.
     pub valkey_bind: String,
     pub max_services_per_project: usize,
-    /// Longest write pause on a primary while its replica is promoted.
+    /// Longest write pause on a primary while its replica is promoted: the bound given to
+    /// `CLIENT PAUSE`, so writes resume even if Keyhaven dies mid-promotion.
     pub promotion_pause_ms: u64,
+    /// How long a promotion waits for the primary's PING (separate from the pause bound:
+    /// one decides "alive?", the other how long writes may wait).
+    pub promotion_ping_timeout_ms: u64,
     pub clouds: Vec<Cloud>,
 }
 
@@ -50,6 +55,7 @@ impl Default for ControlConfig {
             valkey_bind: "127.0.0.1".into(),
             max_services_per_project: keyhaven_core::limits::DEFAULT_MAX_SERVICES_PER_PROJECT,
             promotion_pause_ms: keyhaven_core::limits::DEFAULT_PROMOTION_PAUSE_MS,
+            promotion_ping_timeout_ms: keyhaven_core::limits::DEFAULT_PROMOTION_PING_TIMEOUT_MS,
             clouds: vec![Cloud::local()],
         }
     }

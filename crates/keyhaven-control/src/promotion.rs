@@ -1,49 +1,77 @@
 //! Promotion of a read replica to an independent primary, by deleting its `read_replica`
 //! link (`DELETE /v1/project/P/integration/ID`), with no acknowledged write lost.
 //!
-//! 1. The intent is recorded first, in one transaction: the link becomes `promoting` and
-//!    the replica's desired role becomes primary at the next generation. Of concurrent
-//!    requests exactly one moves the link from `active`; the others get 404.
-//! 2. The replica's config is staged as a primary (and its staged generation recorded), so
-//!    neither a node restart nor a stale reconciler pass brings it back following the old
-//!    primary.
-//! 3. If the primary answers a PING within 1 s: `CLIENT PAUSE <bound> WRITE` on it, read
-//!    its replication id and offset once right after the pause, wait until the replica is
-//!    linked to that same history (same replication id, link up, no sync running) and its
-//!    offset is at or past it (not equal: a paused primary still sends PINGs), `REPLICAOF NO
-//!    ONE` on the replica, `CLIENT UNPAUSE`. Every write acknowledged before the pause is in
-//!    that offset, so it is on the promoted node. When the replica cannot catch up within the
-//!    bound, or cannot be reached before anything was sent to it, the primary is resumed and
-//!    the intent abandoned: nothing changed, and the caller gets 503.
-//! 4. If the primary does not answer, the replica is detached at once and the last known
-//!    gap is recorded as `lost_bytes_estimate`.
+//! 1. The intent is recorded first, in one transaction: the link becomes `promoting` (with
+//!    the request's `lossy` choice) and the replica's desired role becomes primary at the
+//!    next generation. Of concurrent requests exactly one moves the link from `active`; the
+//!    others get 409 `promotion_in_progress` while it runs, 404 once the link is gone.
+//! 2. The replica writes a snapshot and its config is staged as a primary (and its staged
+//!    generation recorded), so neither a node restart nor a stale reconciler pass brings it
+//!    back following the old primary.
+//! 3. If the primary answers a PING within the PING timeout: `CLIENT PAUSE <bound> WRITE`
+//!    on it, read its replication id and offset once right after the pause, wait until the
+//!    replica is linked to that same history and its offset is at or past it (not equal: a
+//!    paused primary still sends PINGs), `REPLICAOF NO ONE` on the replica, `CLIENT
+//!    UNPAUSE`. Every write acknowledged before the pause is in that offset, so it is on the
+//!    promoted node. Keyhaven gives up the catch-up at half the bound, so it always resumes
+//!    the primary itself, well before Valkey's own timeout would.
+//! 4. If the primary does not answer, the runtime says whether its process exists:
+//!    - **down** (no process): the replica is detached at once and the last gap Keyhaven
+//!      observed is recorded as `lost_bytes_estimate` (`null` when it never measured one);
+//!    - **alive but silent** (a long script, a tenant's pause, SIGSTOP): 503
+//!      `primary_unresponsive`, nothing changed. Taking such a primary for down would lose
+//!      every write it acknowledged that the replica had not applied yet.
+//!
+//!    Only a lossy request (`?lossy=true`) detaches without catch-up from a live primary
+//!    (silent, or one whose replica cannot catch up within the bound), recording the gap.
 //! 5. The promoted node turns its AOF on; once its first AOF is written (until then a
 //!    restart could only start from its last RDB snapshot), the link is deleted.
 //!
-//! A crash anywhere in 1–5 leaves a `promoting` link that the reconciler rolls forward
-//! (never back: `REPLICAOF NO ONE` may have been sent) at the next start; a role's
-//! generation only goes up, so a promoted node is never re-attached.
+//! Answers: a refusal (4xx, 503) always means nothing changed, and nothing will. Once
+//! `REPLICAOF NO ONE` may have reached the replica the promotion is only ever rolled
+//! **forward**: when the request cannot finish it (a node timed out, the AOF is still being
+//! written) it answers [`Promotion::Finishing`] (202) and the reconciler finishes it. A crash
+//! anywhere in 1–5 leaves a `promoting` link that the reconciler rolls forward at the next
+//! start; a roll-forward waits for a live primary rather than abandon (the crashed request
+//! may have answered 202), and a role's generation only goes up, so a promoted node is never
+//! re-attached.
 
 use crate::spec::node_spec;
 use crate::{App, AppError, Caller};
 use keyhaven_core::time::now_micros;
 use keyhaven_core::{Role, ServiceState};
 use keyhaven_runtime::admin::{Admin, RedisError};
-use keyhaven_runtime::{Ensured, NodeSpec, RuntimeError};
+use keyhaven_runtime::{Ensured, NodeProcess, NodeSpec, RuntimeError};
 use keyhaven_store::{IntegrationRow, LinkStatus, ServiceRow};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connection and command timeout towards the replica during a promotion.
+const REPLICA_TIMEOUT: Duration = Duration::from_secs(1);
+/// Share of the pause bound the catch-up may use: Keyhaven resumes the primary itself at
+/// half the bound, so the bound given to `CLIENT PAUSE` only matters if Keyhaven dies.
+const CATCH_UP_SHARE: u32 = 2;
+/// How often the catch-up reads the replica's offset.
+const CATCH_UP_POLL: Duration = Duration::from_micros(500);
 /// How long a promotion waits for the promoted node's first AOF before it answers anyway
 /// (the reconciler finishes it; see RELIABILITY.md).
 const AOF_WAIT: Duration = Duration::from_secs(60);
 /// Longest wait for the replica's snapshot before a promotion.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
-/// Roll-forward attempts that wait for a primary that does not answer (it may be starting)
-/// before it is taken for down.
+/// Roll-forward attempts that wait for a primary without a process (the reconciler may be
+/// starting it) before it is taken for down.
 const ROLL_FORWARD_PRIMARY_ATTEMPTS: u32 = 4;
+
+/// What a promotion request achieved.
+#[derive(Debug, Clone)]
+pub enum Promotion {
+    /// The replica is an independent primary and its link is gone (200).
+    Done(Promoted),
+    /// `REPLICAOF NO ONE` may have reached the replica but the request could not finish;
+    /// the link stays `promoting` and the reconciler finishes the promotion (202).
+    Finishing { replica: String, reason: String },
+}
 
 /// What a finished promotion reports.
 #[derive(Debug, Clone)]
@@ -52,14 +80,73 @@ pub struct Promoted {
     pub primary: String,
     /// How long writes on the primary were paused, when it answered.
     pub write_pause: Option<Duration>,
-    /// Bytes the promoted node may lack, when the primary was down.
+    /// When the pause began (µs since the epoch, read right before `CLIENT PAUSE`): every
+    /// write the primary acknowledged before it is on the promoted node.
+    pub pause_started_at: Option<i64>,
+    /// How far the replica was behind the primary's offset right after the pause: the bytes
+    /// the catch-up waited for.
+    pub behind_at_pause: Option<i64>,
+    /// Why the replica was detached without catching up, when it was.
+    pub without_catch_up: Option<NoCatchUp>,
+    /// Bytes the promoted node may lack: measured at the pause (a lossy promotion of a
+    /// replica that could not catch up), else the last gap Keyhaven observed; `None` when
+    /// nothing may be missing or when it is unknown (see `without_catch_up`).
     pub lost_bytes_estimate: Option<i64>,
 }
 
+/// Why a promotion detached the replica without catch-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCatchUp {
+    /// The primary's process did not exist.
+    PrimaryDown,
+    /// The primary runs but did not answer, and the request was lossy.
+    PrimaryUnresponsive,
+    /// The replica could not catch up within the bound, and the request was lossy.
+    ReplicaBehind,
+}
+
+impl Promoted {
+    /// One sentence for the API's answer and the CLI.
+    pub fn describe(&self) -> String {
+        let (r, p) = (&self.replica, &self.primary);
+        let gap = |lost: Option<i64>| match lost {
+            Some(n) => format!(
+                "it was {n} bytes behind when Keyhaven last measured; writes '{p}' acknowledged after that may be missing"
+            ),
+            None => format!(
+                "how much it lacks is unknown (Keyhaven never measured its gap); writes '{p}' acknowledged recently may be missing"
+            ),
+        };
+        match (self.without_catch_up, self.write_pause) {
+            (None, Some(pause)) => format!(
+                "'{r}' is now a primary with every write '{p}' acknowledged (writes on '{p}' paused {:.1} ms while it caught up {} bytes)",
+                pause.as_secs_f64() * 1000.0,
+                self.behind_at_pause.unwrap_or(0)
+            ),
+            (None, None) => format!("'{r}' is now a primary (it was detached already)"),
+            (Some(NoCatchUp::PrimaryDown), _) => format!(
+                "'{r}' is now a primary; '{p}' was down (no valkey-server process), so {}",
+                gap(self.lost_bytes_estimate)
+            ),
+            (Some(NoCatchUp::PrimaryUnresponsive), _) => format!(
+                "'{r}' is now a primary (lossy): '{p}' did not answer, so {}",
+                gap(self.lost_bytes_estimate)
+            ),
+            (Some(NoCatchUp::ReplicaBehind), _) => format!(
+                "'{r}' is now a primary (lossy): it could not catch up with '{p}' and lacks {} bytes it had acknowledged",
+                self.lost_bytes_estimate.unwrap_or(0)
+            ),
+        }
+    }
+}
+
 enum Outcome {
-    Done(Promoted),
+    /// The replica was detached.
+    Detached(Promoted),
     /// Nothing was changed on the replica; the intent is to be abandoned.
     Abandon(AppError),
+    /// `REPLICAOF NO ONE` was sent but not confirmed: only forward from here.
+    Uncertain(String),
 }
 
 /// Marks a link's promotion as running in this process; released on drop.
@@ -91,6 +178,16 @@ fn runtime_error(e: RuntimeError) -> AppError {
     }
 }
 
+fn in_progress(id: &str) -> AppError {
+    AppError::conflict(
+        "promotion_in_progress",
+        format!(
+            "Service integration '{}' is being promoted right now; its promotion finishes by itself",
+            id.chars().take(64).collect::<String>()
+        ),
+    )
+}
+
 impl App {
     /// Claims a link's promotion for this process; `None` when one runs already.
     pub(crate) fn claim_promotion(self: &Arc<Self>, link: &str) -> Option<InFlight> {
@@ -111,13 +208,15 @@ impl App {
             .contains(link_id)
     }
 
-    /// `DELETE /v1/project/P/integration/ID`.
+    /// `DELETE /v1/project/P/integration/ID`; `lossy` lets it detach without catch-up
+    /// from a primary that runs but does not answer, or whose replica cannot catch up.
     pub async fn integration_delete(
         self: &Arc<Self>,
         caller: &Caller,
         project: &str,
         id: &str,
-    ) -> Result<Promoted, AppError> {
+        lossy: bool,
+    ) -> Result<Promotion, AppError> {
         let not_found = || {
             AppError::not_found(
                 "integration_not_found",
@@ -130,20 +229,32 @@ impl App {
         // Claimed before the intent is recorded, so the reconciler never takes this
         // promotion over between the two.
         let Some(_claim) = self.claim_promotion(id) else {
-            self.project_for(caller, project)?;
-            return Err(not_found());
+            let link = self.store.read(|tx| {
+                crate::identity::visible_project(tx, caller, project)?;
+                Ok::<_, AppError>(tx.integration_get(project, id)?)
+            })?;
+            return Err(match link {
+                Some(_) => in_progress(id),
+                None => not_found(),
+            });
         };
         let now = now_micros();
         let link = self.store.write(|tx| {
             crate::identity::visible_project(tx, caller, project)?;
             let link = tx.integration_get(project, id)?.ok_or_else(not_found)?;
-            if link.status != LinkStatus::Active {
-                return Err(not_found());
+            if link.status == LinkStatus::Promoting {
+                return Err(in_progress(id));
             }
             let replica = tx
                 .service_by_id(&link.dest_service_id)?
                 .ok_or_else(|| AppError::Internal("link without replica".into()))?;
-            if replica.state == ServiceState::Rebuilding && !replica.health.current {
+            // Only a replica that never held a whole dataset is refused here; one that is
+            // merely slow to answer, or resyncing, goes on to the procedure, whose checks
+            // name the real reason if it cannot be promoted now.
+            if replica.state == ServiceState::Rebuilding
+                && !replica.health.synced
+                && !replica.health.current
+            {
                 return Err(AppError::conflict(
                     "replica_not_ready",
                     format!(
@@ -155,16 +266,21 @@ impl App {
             if !tx.integration_set_status(&link.id, LinkStatus::Active, LinkStatus::Promoting)? {
                 return Err(not_found());
             }
+            tx.integration_set_lossy(&link.id, lossy)?;
             tx.service_set_role(&replica.id, Role::Primary, now)?;
-            Ok(link)
+            Ok(IntegrationRow {
+                status: LinkStatus::Promoting,
+                lossy,
+                ..link
+            })
         })?;
-        info!(project, replica = %link.dest_service, primary = %link.source_service, link = %link.id, "promotion intent recorded");
+        info!(project, replica = %link.dest_service, primary = %link.source_service, link = %link.id, lossy, "promotion intent recorded");
         crate::failpoint::hit("promotion.intent_recorded");
         self.promote_steps(&link, None).await
     }
 
-    /// Rolls forward a promotion left `promoting` (by a crash, or by a failed attempt);
-    /// `attempt` counts from 1.
+    /// Rolls forward a promotion left `promoting` (by a crash, or by a request that
+    /// answered 202); `attempt` counts from 1.
     pub(crate) async fn promote_roll_forward(
         self: &Arc<Self>,
         link: &IntegrationRow,
@@ -174,16 +290,22 @@ impl App {
             return;
         };
         // The link may have been finished since the reconciler read it.
-        match self
+        let link = match self
             .store
             .read(|tx| tx.integration_get(&link.project, &link.id))
         {
-            Ok(Some(l)) if l.status == LinkStatus::Promoting => {}
+            Ok(Some(l)) if l.status == LinkStatus::Promoting => l,
             _ => return,
-        }
+        };
         warn!(link = %link.id, replica = %link.dest_service, attempt, "rolling an interrupted promotion forward");
-        if let Err(e) = self.promote_steps(link, Some(attempt)).await {
-            warn!(link = %link.id, error = %e, "roll-forward of a promotion did not finish; it is retried");
+        match self.promote_steps(&link, Some(attempt)).await {
+            Ok(Promotion::Done(_)) => {}
+            Ok(Promotion::Finishing { reason, .. }) => {
+                warn!(link = %link.id, reason = %reason, "roll-forward of a promotion did not finish; it is retried")
+            }
+            Err(e) => {
+                warn!(link = %link.id, error = %e, "roll-forward of a promotion did not finish; it is retried")
+            }
         }
     }
 
@@ -193,7 +315,7 @@ impl App {
         &self,
         link: &IntegrationRow,
         roll_forward: Option<u32>,
-    ) -> Result<Promoted, AppError> {
+    ) -> Result<Promotion, AppError> {
         let (replica, primary) = self.store.read(|tx| {
             Ok::<_, AppError>((
                 tx.service_by_id(&link.dest_service_id)?,
@@ -220,11 +342,12 @@ impl App {
         }
         crate::failpoint::hit("promotion.staged");
 
+        let ping_timeout = Duration::from_millis(self.config.promotion_ping_timeout_ms);
         let primary_admin = match Admin::connect(
             &host,
             primary.port,
             &primary.admin_password,
-            PING_TIMEOUT,
+            ping_timeout,
         )
         .await
         {
@@ -233,54 +356,91 @@ impl App {
         };
         let outcome = match primary_admin {
             Some(mut p) => {
-                self.detach_in_step(&replica, &primary, &mut p, roll_forward.is_some())
-                    .await?
+                self.detach_in_step(
+                    &replica,
+                    &primary,
+                    &mut p,
+                    link.lossy,
+                    roll_forward.is_some(),
+                )
+                .await
             }
-            // Right after a restart the primary may simply not be up yet: a roll-forward
-            // gives it a few attempts before it takes the primary for down.
-            None if roll_forward.is_some_and(|a| a < ROLL_FORWARD_PRIMARY_ATTEMPTS) => {
-                return Err(AppError::Unavailable {
-                    code: "primary_unavailable",
-                    message: format!("Primary '{}' does not answer yet", primary.name),
-                });
-            }
-            None => {
-                let lost = replica.health.bytes_behind.unwrap_or(0).max(0);
-                warn!(replica = %replica.name, primary = %primary.name, lost_bytes_estimate = lost,
-                      "primary does not answer: detaching the replica at once");
-                self.runtime
-                    .ensure(&new_spec)
-                    .await
-                    .map_err(runtime_error)?;
-                Outcome::Done(Promoted {
-                    replica: replica.name.clone(),
-                    primary: primary.name.clone(),
-                    write_pause: None,
-                    lost_bytes_estimate: Some(lost),
-                })
-            }
+            None => match self.runtime.process(&primary.id).await {
+                // Right after a restart the reconciler may not have started the primary
+                // yet: a roll-forward gives it a few attempts before taking it for down.
+                NodeProcess::NotRunning
+                    if roll_forward.is_some_and(|a| a < ROLL_FORWARD_PRIMARY_ATTEMPTS) =>
+                {
+                    return Err(AppError::Unavailable {
+                        code: "primary_unavailable",
+                        message: format!("Primary '{}' does not run yet", primary.name),
+                    });
+                }
+                NodeProcess::NotRunning => {
+                    warn!(replica = %replica.name, primary = %primary.name,
+                          "primary has no valkey-server process: detaching the replica at once");
+                    self.detach_without_catch_up(&replica, &primary, NoCatchUp::PrimaryDown)
+                        .await
+                }
+                NodeProcess::Running if link.lossy => {
+                    warn!(replica = %replica.name, primary = %primary.name,
+                          "primary runs but does not answer; the promotion is lossy: detaching the replica at once");
+                    self.detach_without_catch_up(&replica, &primary, NoCatchUp::PrimaryUnresponsive)
+                        .await
+                }
+                // Alive but silent: its acknowledged writes may not be on the replica yet.
+                // A roll-forward waits for it (it is retried with a growing delay).
+                NodeProcess::Running => Outcome::Abandon(AppError::Unavailable {
+                    code: "primary_unresponsive",
+                    message: format!(
+                        "Primary '{}' runs but did not answer within {} ms (a long-running script, a pause or a stall); \
+                         promoting now could lose writes it acknowledged, so nothing was changed. \
+                         Retry when it answers, or promote with lossy=true to detach the replica at once",
+                        primary.name, self.config.promotion_ping_timeout_ms
+                    ),
+                }),
+            },
         };
         let promoted = match outcome {
-            Outcome::Done(p) => p,
+            Outcome::Detached(p) => p,
             Outcome::Abandon(e) => {
                 return self
                     .abandon_or_fail(link, &replica, &primary, roll_forward, e)
                     .await;
             }
+            Outcome::Uncertain(reason) => return Ok(self.finishing(&replica, reason)),
         };
 
-        // Step 5: the new primary's AOF on, and written, before the link goes.
-        self.finish_role(&replica, &new_spec).await?;
+        // Step 5: the new primary's AOF on, and written, before the link goes. From here
+        // on every failure is answered "finishing": the replica takes writes already.
+        if let Err(e) = self.finish_role(&replica, &new_spec).await {
+            return Ok(self.finishing(&replica, e.to_string()));
+        }
         crate::failpoint::hit("promotion.node_updated");
-        self.store.write(|tx| {
+        if let Err(e) = self.store.write(|tx| {
             tx.service_set_lost_bytes(&replica.id, promoted.lost_bytes_estimate)?;
             tx.integration_delete(&link.id)?;
             Ok::<_, AppError>(())
-        })?;
+        }) {
+            return Ok(self.finishing(&replica, e.to_string()));
+        }
         info!(replica = %promoted.replica, primary = %promoted.primary,
               write_pause_us = promoted.write_pause.map(|d| d.as_micros() as u64),
+              pause_started_at = promoted.pause_started_at,
+              behind_at_pause = promoted.behind_at_pause,
+              without_catch_up = ?promoted.without_catch_up,
+              lost_bytes_estimate = promoted.lost_bytes_estimate,
               "replica promoted to primary");
-        Ok(promoted)
+        Ok(Promotion::Done(promoted))
+    }
+
+    fn finishing(&self, replica: &ServiceRow, reason: String) -> Promotion {
+        warn!(replica = %replica.name, reason = %reason, "promotion continues in the background");
+        self.wake.notify_one();
+        Promotion::Finishing {
+            replica: replica.name.clone(),
+            reason,
+        }
     }
 
     /// Applies the primary role to the detached node (starting it if it died) and waits,
@@ -294,8 +454,13 @@ impl App {
                     ..
                 } => return Ok(()),
                 Ensured::Running { .. } if Instant::now() >= deadline => {
-                    warn!(node = %spec.label, "the promoted node's first AOF is still being written; the reconciler finishes it");
-                    return Ok(());
+                    return Err(AppError::Unavailable {
+                        code: "aof_pending",
+                        message: format!(
+                            "the promoted node's first AOF is still being written after {} s",
+                            AOF_WAIT.as_secs()
+                        ),
+                    });
                 }
                 Ensured::Running { .. } => {}
                 Ensured::BackingOff {
@@ -329,7 +494,7 @@ impl App {
     async fn snapshot_replica(&self, replica: &ServiceRow) -> Result<(), AppError> {
         let host = self.service_host();
         let Ok(mut r) =
-            Admin::connect(host, replica.port, &replica.admin_password, PING_TIMEOUT).await
+            Admin::connect(host, replica.port, &replica.admin_password, REPLICA_TIMEOUT).await
         else {
             return Ok(());
         };
@@ -340,10 +505,10 @@ impl App {
                 replica.name
             ),
         };
-        let info = r
-            .info(&["replication", "persistence"])
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let Ok(info) = r.info(&["replication", "persistence"]).await else {
+            // Busy or stalled: the detach step tells the caller why.
+            return Ok(());
+        };
         if info.get("role") != Some("slave") {
             return Ok(());
         }
@@ -376,7 +541,10 @@ impl App {
                 continue;
             }
             if Instant::now() > deadline {
-                return Err(failed("it took longer than 60 s".into()));
+                return Err(failed(format!(
+                    "it took longer than {} s",
+                    SNAPSHOT_WAIT.as_secs()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -392,7 +560,7 @@ impl App {
         primary: &ServiceRow,
         roll_forward: Option<u32>,
         error: AppError,
-    ) -> Result<Promoted, AppError> {
+    ) -> Result<Promotion, AppError> {
         if roll_forward.is_some() {
             // A replica that is down is started (in its staged primary role) so the next
             // attempt can finish.
@@ -415,6 +583,7 @@ impl App {
         let now = now_micros();
         let restored = self.store.write(|tx| {
             tx.integration_set_status(&link.id, LinkStatus::Promoting, LinkStatus::Active)?;
+            tx.integration_set_lossy(&link.id, false)?;
             tx.service_set_role(&replica.id, Role::Replica, now)?;
             // The primary as it is now (its port may have moved meanwhile).
             Ok::<_, AppError>((
@@ -434,37 +603,75 @@ impl App {
         Err(error)
     }
 
+    /// Step 4: detaches the replica at once, without catch-up (the primary is down, or the
+    /// request is lossy). The gap recorded is the last one Keyhaven observed.
+    async fn detach_without_catch_up(
+        &self,
+        replica: &ServiceRow,
+        primary: &ServiceRow,
+        why: NoCatchUp,
+    ) -> Outcome {
+        let mut r = match Admin::connect(
+            self.service_host(),
+            replica.port,
+            &replica.admin_password,
+            REPLICA_TIMEOUT,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return replica_unreachable(replica, e),
+        };
+        let already = match r.info(&["replication"]).await {
+            Ok(info) => info.get("role") == Some("master"),
+            Err(e) => return replica_unreachable(replica, e),
+        };
+        if !already && let Err(e) = r.detach().await {
+            return Outcome::Uncertain(format!(
+                "REPLICAOF NO ONE on '{}' was not confirmed ({e})",
+                replica.name
+            ));
+        }
+        crate::failpoint::hit("promotion.detached");
+        Outcome::Detached(Promoted {
+            replica: replica.name.clone(),
+            primary: primary.name.clone(),
+            write_pause: None,
+            pause_started_at: None,
+            behind_at_pause: None,
+            without_catch_up: Some(why),
+            lost_bytes_estimate: replica.health.bytes_behind.map(|b| b.max(0)),
+        })
+    }
+
     /// Step 3: pause writes on the primary, wait for the replica, detach, resume.
     async fn detach_in_step(
         &self,
         replica: &ServiceRow,
         primary: &ServiceRow,
         p: &mut Admin,
+        lossy: bool,
         roll_forward: bool,
-    ) -> Result<Outcome, AppError> {
+    ) -> Outcome {
         let host = self.service_host().to_string();
-        let unreachable = |e: RedisError| {
-            Outcome::Abandon(AppError::Unavailable {
-                code: "replica_unreachable",
-                message: format!(
-                    "Replica '{}' does not answer ({e}); nothing was changed, try again",
-                    replica.name
-                ),
-            })
-        };
-        let mut r = match Admin::connect(&host, replica.port, &replica.admin_password, PING_TIMEOUT)
-            .await
+        let mut r = match Admin::connect(
+            &host,
+            replica.port,
+            &replica.admin_password,
+            REPLICA_TIMEOUT,
+        )
+        .await
         {
             Ok(r) => r,
-            Err(e) => return Ok(unreachable(e)),
+            Err(e) => return replica_unreachable(replica, e),
         };
         let info = match r.info(&["replication"]).await {
             Ok(i) => i,
-            Err(e) => return Ok(unreachable(e)),
+            Err(e) => return replica_unreachable(replica, e),
         };
         if info.get("role") == Some("master") {
             if !roll_forward {
-                return Err(AppError::Internal(format!(
+                return Outcome::Abandon(AppError::Internal(format!(
                     "replica '{}' is a primary already, before its promotion",
                     replica.name
                 )));
@@ -475,12 +682,15 @@ impl App {
             if let Err(e) = p.unpause().await {
                 warn!(primary = %primary.name, error = %e, "could not unpause the primary");
             }
-            return Ok(Outcome::Done(Promoted {
+            return Outcome::Detached(Promoted {
                 replica: replica.name.clone(),
                 primary: primary.name.clone(),
                 write_pause: None,
+                pause_started_at: None,
+                behind_at_pause: None,
+                without_catch_up: None,
                 lost_bytes_estimate: None,
-            }));
+            });
         }
 
         // Pause only a primary whose replica is linked to it and replicating: otherwise the
@@ -495,56 +705,86 @@ impl App {
             )
         }
         .await;
-        if !matches!(linked, Ok(true)) {
-            return Ok(Outcome::Abandon(AppError::Unavailable {
+        if !matches!(linked, Ok(true)) && !lossy {
+            return Outcome::Abandon(AppError::Unavailable {
                 code: "replica_not_linked",
                 message: format!(
                     "Replica '{}' is not replicating from '{}' right now (link down or resyncing); nothing was changed, try again",
                     replica.name, primary.name
                 ),
-            }));
+            });
+        }
+        if crate::failpoint::active("promotion.replica_stalls") {
+            stall_replica(&mut r).await;
         }
 
         let bound = Duration::from_millis(self.config.promotion_pause_ms);
+        let catch_up_budget = bound / CATCH_UP_SHARE;
         let paused_at = Instant::now();
+        let pause_started_at = now_micros();
         if let Err(e) = p.pause_writes(self.config.promotion_pause_ms).await {
             let _ = p.unpause().await;
-            return Ok(Outcome::Abandon(AppError::Unavailable {
-                code: "primary_unavailable",
+            return Outcome::Abandon(AppError::Unavailable {
+                code: "primary_unresponsive",
                 message: format!(
                     "Could not pause writes on '{}' ({e}); nothing was changed, try again",
                     primary.name
                 ),
-            }));
+            });
+        }
+        enum CatchUp {
+            /// Caught up and detached; how far behind it was at the pause.
+            Detached(i64),
+            Behind(i64),
+            /// The replica stopped answering before anything was sent to it.
+            Unreachable(RedisError),
+            /// `REPLICAOF NO ONE` was sent and not confirmed.
+            Uncertain(RedisError),
         }
         let result = async {
-            let pinfo = p.info(&["replication"]).await?;
+            let pinfo = match p.info(&["replication"]).await {
+                Ok(i) => i,
+                Err(_) => return CatchUp::Behind(-1),
+            };
             let target = pinfo.int("master_repl_offset").unwrap_or(0);
             let history = pinfo.get("master_replid").unwrap_or_default().to_string();
+            let mut behind_at_pause = None;
             loop {
                 crate::failpoint::hit("promotion.writes_paused");
-                let rinfo = r.info(&["replication"]).await?;
+                let rinfo = match r.info(&["replication"]).await {
+                    Ok(i) => i,
+                    Err(e) => return CatchUp::Unreachable(e),
+                };
                 let offset = rinfo.int("slave_repl_offset").unwrap_or(-1);
                 // Only an offset in the primary's current history counts (a primary
                 // restarted from its AOF starts a new one at offset 0).
-                let same_history = rinfo.get("master_replid") == Some(history.as_str())
+                let same_history = rinfo.get("master_replid") == Some(history.as_str());
+                let behind_now = (target - offset).max(0);
+                let behind_at_pause = *behind_at_pause.get_or_insert(behind_now);
+                let caught_up = same_history
                     && rinfo.get("master_link_status") == Some("up")
-                    && rinfo.int("master_sync_in_progress") == Some(0);
-                if same_history && offset >= target {
-                    r.detach().await?;
-                    crate::failpoint::hit("promotion.detached");
-                    return Ok::<_, RedisError>(None);
-                }
-                // Leave a margin so the primary is unpaused by us, not by the timeout.
-                if paused_at.elapsed() + Duration::from_millis(50) >= bound {
-                    let behind = if same_history {
-                        target - offset
-                    } else {
-                        target
+                    && rinfo.int("master_sync_in_progress") == Some(0)
+                    && offset >= target;
+                let give_up = paused_at.elapsed() >= catch_up_budget;
+                if caught_up || (give_up && lossy) {
+                    return match r.detach().await {
+                        Ok(()) if caught_up => CatchUp::Detached(behind_at_pause),
+                        Ok(()) => CatchUp::Behind(if same_history {
+                            (target - offset).max(0)
+                        } else {
+                            -1
+                        }),
+                        Err(e) => CatchUp::Uncertain(e),
                     };
-                    return Ok(Some(behind));
                 }
-                tokio::time::sleep(Duration::from_micros(500)).await;
+                if give_up {
+                    return CatchUp::Behind(if same_history {
+                        (target - offset).max(0)
+                    } else {
+                        -1
+                    });
+                }
+                tokio::time::sleep(CATCH_UP_POLL).await;
             }
         }
         .await;
@@ -553,28 +793,71 @@ impl App {
         if let Err(e) = unpaused {
             warn!(primary = %primary.name, error = %e, "could not unpause the primary; its pause ends by itself within the bound");
         }
+        let behind_text = |bytes: i64| {
+            if bytes >= 0 {
+                format!("{bytes} bytes behind")
+            } else {
+                "not in its current replication history".to_string()
+            }
+        };
         match result {
-            Ok(None) => Ok(Outcome::Done(Promoted {
+            CatchUp::Detached(behind) => {
+                crate::failpoint::hit("promotion.detached");
+                Outcome::Detached(Promoted {
+                    replica: replica.name.clone(),
+                    primary: primary.name.clone(),
+                    write_pause: Some(pause),
+                    pause_started_at: Some(pause_started_at),
+                    behind_at_pause: Some(behind),
+                    without_catch_up: None,
+                    lost_bytes_estimate: None,
+                })
+            }
+            // Lossy: detached although behind.
+            CatchUp::Behind(bytes) if lossy => Outcome::Detached(Promoted {
                 replica: replica.name.clone(),
                 primary: primary.name.clone(),
                 write_pause: Some(pause),
-                lost_bytes_estimate: None,
-            })),
-            Ok(Some(bytes)) => Ok(Outcome::Abandon(AppError::Unavailable {
+                pause_started_at: Some(pause_started_at),
+                behind_at_pause: (bytes >= 0).then_some(bytes),
+                without_catch_up: Some(NoCatchUp::ReplicaBehind),
+                lost_bytes_estimate: (bytes >= 0).then_some(bytes),
+            }),
+            CatchUp::Behind(bytes) => Outcome::Abandon(AppError::Unavailable {
                 code: "replica_behind",
                 message: format!(
-                    "Replica '{}' could not catch up with '{}' within {} ms ({bytes} bytes behind); nothing was changed, try again",
-                    replica.name, primary.name, self.config.promotion_pause_ms
-                ),
-            })),
-            // REPLICAOF NO ONE may have been sent: only ever forward from here.
-            Err(e) => Err(AppError::Unavailable {
-                code: "promotion_interrupted",
-                message: format!(
-                    "The promotion of '{}' was interrupted ({e}); Keyhaven finishes it in the background",
-                    replica.name
+                    "Replica '{}' could not catch up with '{}' within {} ms ({}); writes on '{}' resumed and nothing was changed, try again (or promote with lossy=true)",
+                    replica.name,
+                    primary.name,
+                    catch_up_budget.as_millis(),
+                    behind_text(bytes),
+                    primary.name
                 ),
             }),
+            CatchUp::Unreachable(e) => replica_unreachable(replica, e),
+            CatchUp::Uncertain(e) => Outcome::Uncertain(format!(
+                "REPLICAOF NO ONE on '{}' was not confirmed ({e})",
+                replica.name
+            )),
         }
     }
+}
+
+fn replica_unreachable(replica: &ServiceRow, e: RedisError) -> Outcome {
+    Outcome::Abandon(AppError::Unavailable {
+        code: "replica_unreachable",
+        message: format!(
+            "Replica '{}' does not answer ({e}); nothing was changed, try again",
+            replica.name
+        ),
+    })
+}
+
+/// Fault point `promotion.replica_stalls`: cuts the replica off its primary (a wrong
+/// replication password, its link closed), so it answers but cannot catch up.
+async fn stall_replica(r: &mut Admin) {
+    let _ = r.config_set("primaryauth", "stalled-by-failpoint").await;
+    let _ = r.client_kill_primary().await;
+    // Writes acknowledged by the primary meanwhile are what the replica lacks.
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }

@@ -368,8 +368,9 @@ async fn observe(
     let mut health = NodeHealth {
         observed_at: now_micros(),
         // Carry the last known gap forward so a promotion with the primary down can
-        // report it.
+        // report it, and whether the replica ever held a whole dataset.
         bytes_behind: service.health.bytes_behind,
+        synced: service.health.synced,
         ..NodeHealth::default()
     };
     let observed = async {
@@ -447,6 +448,7 @@ async fn observe(
             && offset >= primary_offset
             && listed_online;
     }
+    health.synced = service.health.synced || health.current;
     // A replica that loaded its data straight into memory has no snapshot on disk: one,
     // once it is current, lets it resume with a partial resync after a restart, and lets
     // a promotion that finds it restarted start it from its data.

@@ -33,6 +33,12 @@ pub struct NodeHealth {
     /// Replica only: the replica has completed a sync and caught up with its primary at
     /// least once since it was (re)attached; it then serves reads.
     pub current: bool,
+    /// Replica only: it has been current at least once since it was created, so it holds
+    /// a whole dataset (a prefix of its primary's history) even while it is slow to answer
+    /// or resyncing. Carried from one observation to the next; a replica without it is in
+    /// its first sync and cannot be promoted.
+    #[serde(default)]
+    pub synced: bool,
     /// Primary only: replicas the primary reports as `online`.
     pub online_replicas: Option<i64>,
     /// Why the node could not be observed or started, in words.

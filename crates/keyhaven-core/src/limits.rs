@@ -14,3 +14,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Longest write pause on a primary during a promotion, unless configured otherwise.
 pub const DEFAULT_PROMOTION_PAUSE_MS: u64 = 2000;
+
+/// How long a promotion waits for the primary to answer a PING before it asks the runtime
+/// whether the primary's process runs at all (down: detach at once; alive: 503
+/// `primary_unresponsive`, unless the request is lossy).
+pub const DEFAULT_PROMOTION_PING_TIMEOUT_MS: u64 = 1000;

@@ -111,4 +111,27 @@ impl Admin {
             .query_async::<()>(&mut self.conn)
             .await
     }
+
+    /// `ACL SETUSER user reset RULES...`: replaces every rule of the user in one command,
+    /// so it never holds a mix of old and new rules.
+    pub async fn acl_setuser(&mut self, user: &str, rules: &str) -> Result<(), RedisError> {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(user)
+            .arg("reset")
+            .arg(rules.split_whitespace().collect::<Vec<_>>())
+            .query_async::<()>(&mut self.conn)
+            .await
+    }
+
+    /// Closes the replica's connection to its primary (`CLIENT KILL TYPE master`).
+    pub async fn client_kill_primary(&mut self) -> Result<(), RedisError> {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("master")
+            .query_async::<redis::Value>(&mut self.conn)
+            .await
+            .map(|_| ())
+    }
 }

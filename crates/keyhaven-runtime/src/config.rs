@@ -22,8 +22,11 @@ use keyhaven_core::Role;
 use std::fmt::Write;
 use std::path::Path;
 
-/// Commands the service user may not run (Aiven restricts the same set): they would let a
-/// client change replication, persistence, users or the server's life.
+/// Commands the service user may not run (Aiven's and Memorystore's published lists are the
+/// anchors): they would let a client change replication, persistence, users or the
+/// server's life, open connections to other hosts (MIGRATE), speak the replication
+/// protocol (REPLCONF), or interfere with a promotion's write pause (CLIENT PAUSE, UNPAUSE,
+/// NO-EVICT). `a|b` denies one subcommand.
 pub const DENIED_COMMANDS: &[&str] = &[
     "replicaof",
     "slaveof",
@@ -40,7 +43,23 @@ pub const DENIED_COMMANDS: &[&str] = &[
     "module",
     "sync",
     "psync",
+    "lastsave",
+    "replconf",
+    "migrate",
+    "client|pause",
+    "client|unpause",
+    "client|no-evict",
 ];
+
+/// The ACL rules of the service user (after its name), as `valkey.conf` and
+/// `ACL SETUSER` take them.
+pub fn service_user_rules(password: &str) -> String {
+    let denied: String = DENIED_COMMANDS.iter().fold(String::new(), |mut s, cmd| {
+        let _ = write!(s, " -{cmd}");
+        s
+    });
+    format!("on >{password} ~* &* +@all{denied}")
+}
 
 /// Renders the config. `primary_aof` says whether a primary may start with
 /// `appendonly yes`: only when its AOF exists already or it has no data at all. A node that
@@ -100,13 +119,9 @@ pub fn render(spec: &NodeSpec, dir: &Path, bind: &str, primary_aof: bool) -> Str
         }
     }
 
-    let denied: String = DENIED_COMMANDS.iter().fold(String::new(), |mut s, cmd| {
-        let _ = write!(s, " -{cmd}");
-        s
-    });
     line(format!(
-        "user {SERVICE_USER} on >{} ~* &* +@all{denied}",
-        spec.service_password
+        "user {SERVICE_USER} {}",
+        service_user_rules(&spec.service_password)
     ));
     line(format!(
         "user {ADMIN_USER} on >{} ~* &* +@all",
@@ -154,6 +169,9 @@ mod tests {
         assert!(r.contains("replicaof 127.0.0.1 16000\n"));
         assert!(r.contains("primaryauth rp\n"));
         assert!(r.contains("user default on >sp ~* &* +@all -replicaof"));
+        assert!(
+            r.contains(" -migrate") && r.contains(" -client|pause") && r.contains(" -replconf")
+        );
         // A promoted replica without an AOF yet starts from its RDB.
         let promoted = render(&spec(Role::Primary), Path::new("/d"), "127.0.0.1", false);
         assert!(promoted.contains("appendonly no\n") && promoted.contains("save 3600"));

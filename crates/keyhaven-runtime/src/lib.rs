@@ -106,6 +106,21 @@ pub trait Runtime: Send + Sync {
     /// Stops the node and deletes its data. Idempotent: a node that is gone is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
 
+    /// Whether the node's valkey-server process exists, as the runtime knows it (the local
+    /// runtime from its pid files and /proc; a remote one would ask its host). A node that
+    /// runs but does not answer (a long script, a pause, SIGSTOP) is
+    /// [`NodeProcess::Running`]: a promotion treats it as alive, never as down.
+    async fn process(&self, id: &str) -> NodeProcess;
+
     /// Host clients and replicas use to reach nodes of this runtime.
     fn host(&self) -> &str;
+}
+
+/// What a runtime knows of a node's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeProcess {
+    /// The process exists (it may still be slow or stalled).
+    Running,
+    /// No process: the node crashed, is backing off, or was never started.
+    NotRunning,
 }

@@ -14,7 +14,7 @@
 
 use crate::admin::Admin;
 use crate::proc::{is_our_node, read_pid};
-use crate::{Ensured, NodeSpec, Runtime, RuntimeError, config};
+use crate::{Ensured, NodeProcess, NodeSpec, Runtime, RuntimeError, SERVICE_USER, config};
 use async_trait::async_trait;
 use keyhaven_core::Role;
 use nix::sys::signal::{Signal, kill};
@@ -118,6 +118,39 @@ impl LocalRuntime {
         if std::fs::read_to_string(&conf_path).ok().as_deref() != Some(conf.as_str()) {
             write_atomic(&conf_path, conf.as_bytes()).map_err(self.io(&spec.id))?;
         }
+        Ok(())
+    }
+
+    /// Brings the service user's ACL of a running node up to date with `spec` (a newer
+    /// Keyhaven denies more commands; a node it adopts was configured by an older one),
+    /// live, without a restart. `acl-applied` holds a digest of the rules last applied, so
+    /// the command is sent once per change and retried until it succeeds. (A digest, not
+    /// the rules: they contain the password, which only `valkey.conf` needs to hold.)
+    async fn sync_service_acl(&self, spec: &NodeSpec, dir: &Path) -> Result<(), RuntimeError> {
+        let rules = config::service_user_rules(&spec.service_password);
+        let digest = rules_digest(&rules);
+        let marker = dir.join("acl-applied");
+        if std::fs::read_to_string(&marker).ok().as_deref() == Some(digest.as_str()) {
+            return Ok(());
+        }
+        let apply = |e: redis::RedisError| RuntimeError::Apply {
+            label: spec.label.clone(),
+            reason: format!("ACL SETUSER {SERVICE_USER}: {e}"),
+        };
+        let mut admin = Admin::connect(
+            self.host(),
+            spec.port,
+            &spec.admin_password,
+            Duration::from_secs(2),
+        )
+        .await
+        .map_err(apply)?;
+        admin
+            .acl_setuser(SERVICE_USER, &rules)
+            .await
+            .map_err(apply)?;
+        write_atomic(&marker, digest.as_bytes()).map_err(self.io(&spec.id))?;
+        info!(node = %spec.label, "applied the service user's command rules to the running valkey-server");
         Ok(())
     }
 
@@ -343,6 +376,15 @@ fn log_since(path: &Path, offset: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// A digest of ACL rules, to tell whether they changed (not a secret-keeping hash: the file
+/// it is written to sits beside `valkey.conf`, which holds the rules themselves).
+fn rules_digest(rules: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rules.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
 fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -387,6 +429,11 @@ impl Runtime for LocalRuntime {
         let applied = Self::read_generation(&dir.join("generation"));
 
         if let Some(pid) = self.running_pid(&spec.id) {
+            // A node that is loading its data answers nothing yet: the rules are applied
+            // by a later ensure, and the config already has them for its next start.
+            if let Err(e) = self.sync_service_acl(spec, &dir).await {
+                warn!(node = %spec.label, error = %e, "could not update the service user's rules yet; retried");
+            }
             let mut role_pending = false;
             if applied != Some(spec.generation) {
                 if self.apply_role(spec).await? {
@@ -426,6 +473,10 @@ impl Runtime for LocalRuntime {
             .map_err(self.io(&spec.id))?;
         }
         let pid = self.spawn(spec, &dir).await?;
+        // The config it started from carries the current rules.
+        let rules = config::service_user_rules(&spec.service_password);
+        write_atomic(&dir.join("acl-applied"), rules_digest(&rules).as_bytes())
+            .map_err(self.io(&spec.id))?;
         Ok(Ensured::Running {
             pid,
             just_started: true,
@@ -472,6 +523,13 @@ impl Runtime for LocalRuntime {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         Ok(())
+    }
+
+    async fn process(&self, id: &str) -> NodeProcess {
+        match self.running_pid(id) {
+            Some(_) => NodeProcess::Running,
+            None => NodeProcess::NotRunning,
+        }
     }
 
     fn host(&self) -> &str {

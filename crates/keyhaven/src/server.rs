@@ -43,6 +43,10 @@ pub struct ServerArgs {
     /// Longest write pause on a primary while one of its replicas is promoted (ms).
     #[arg(long, env = "KEYHAVEN_PROMOTION_PAUSE_MS", default_value_t = keyhaven_core::limits::DEFAULT_PROMOTION_PAUSE_MS)]
     promotion_pause_ms: u64,
+    /// How long a promotion waits for the primary's PING before asking whether its process
+    /// runs (ms). A primary that runs but stays silent is never taken for down.
+    #[arg(long, env = "KEYHAVEN_PROMOTION_PING_TIMEOUT_MS", default_value_t = keyhaven_core::limits::DEFAULT_PROMOTION_PING_TIMEOUT_MS)]
+    promotion_ping_timeout_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -220,6 +224,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         valkey_bind: args.valkey_bind,
         max_services_per_project: args.max_services_per_project,
         promotion_pause_ms: args.promotion_pause_ms,
+        promotion_ping_timeout_ms: args.promotion_ping_timeout_ms,
         ..ControlConfig::default()
     };
     let app = App::new(store, runtime, config, wake);

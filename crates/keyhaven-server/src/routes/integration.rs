@@ -1,13 +1,18 @@
 //! Service integrations: the read-replica links.
 
 use crate::error::HttpError;
-use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::view;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use keyhaven_api::error::{ErrorBody, MessageBody};
-use keyhaven_api::service::{IntegrationCreateRequest, IntegrationList, ServiceIntegration};
-use keyhaven_control::App;
+use keyhaven_api::service::{
+    IntegrationCreateRequest, IntegrationDeleteQuery, IntegrationList, PromotionPending,
+    ServiceIntegration,
+};
+use keyhaven_control::{App, Promotion};
 use std::sync::Arc;
 
 /// Integrations of a service, as source (a primary lists all its replicas) or destination.
@@ -41,35 +46,40 @@ pub async fn service_integration_create(
 }
 
 /// Deletes an integration. For a `read_replica` link this promotes the replica to an
-/// independent primary, losing no write its primary acknowledged.
+/// independent primary, losing no write its primary acknowledged (unless `lossy=true`).
 #[utoipa::path(delete, path = "/v1/project/{project}/integration/{integration_id}", tag = "integration",
-    params(("project" = String, Path), ("integration_id" = String, Path)),
+    params(("project" = String, Path), ("integration_id" = String, Path), IntegrationDeleteQuery),
     responses((status = 200, body = MessageBody, description = "Replica promoted"),
+        (status = 202, body = PromotionPending, description = "The replica was detached (or may have been); Keyhaven finishes the promotion in the background"),
+        (status = 400, body = ErrorBody, description = "A malformed query"),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "The replica is still in its first sync"),
-        (status = 503, body = ErrorBody, description = "The replica could not catch up in time; nothing changed")))]
+        (status = 409, body = ErrorBody, description = "The replica is still in its first sync, or this link is being promoted right now"),
+        (status = 503, body = ErrorBody, description = "Nothing changed: the replica could not catch up in time, the primary runs but does not answer, or a node does not answer")))]
 pub async fn service_integration_delete(
     State(app): State<Arc<App>>,
     Auth(caller): Auth,
     ApiPath((project, id)): ApiPath<(String, String)>,
-) -> Result<Json<MessageBody>, HttpError> {
-    let p = app.integration_delete(&caller, &project, &id).await?;
-    let detail = match (p.write_pause, p.lost_bytes_estimate) {
-        (Some(pause), _) => format!(
-            "writes on '{}' paused {:.1} ms",
-            p.primary,
-            pause.as_secs_f64() * 1000.0
-        ),
-        (None, Some(lost)) => format!(
-            "'{}' did not answer; up to {lost} bytes may be missing",
-            p.primary
-        ),
-        (None, None) => "it was detached already".into(),
-    };
-    Ok(Json(MessageBody {
-        message: format!(
-            "Service integration deleted: '{}' is now a primary ({detail})",
-            p.replica
-        ),
-    }))
+    ApiQuery(query): ApiQuery<IntegrationDeleteQuery>,
+) -> Result<Response, HttpError> {
+    Ok(
+        match app
+            .integration_delete(&caller, &project, &id, query.lossy)
+            .await?
+        {
+            Promotion::Done(p) => Json(MessageBody {
+                message: format!("Service integration deleted: {}", p.describe()),
+            })
+            .into_response(),
+            Promotion::Finishing { replica, reason } => (
+                StatusCode::ACCEPTED,
+                Json(PromotionPending {
+                    message: format!(
+                        "'{replica}' is being promoted; the request could not wait for the last step ({reason}), Keyhaven finishes it in the background"
+                    ),
+                    state: "promoting".into(),
+                }),
+            )
+                .into_response(),
+        },
+    )
 }

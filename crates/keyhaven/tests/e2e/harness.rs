@@ -70,6 +70,8 @@ pub struct Platform {
     pub wrapper: Vec<String>,
     /// File systems mounted for this platform, unmounted when it drops.
     pub mounts: Vec<PathBuf>,
+    /// The valkey-server the server runs (default: [`valkey_server`]).
+    pub valkey_binary: Option<PathBuf>,
 }
 
 impl Platform {
@@ -117,6 +119,7 @@ impl Platform {
             env: Vec::new(),
             wrapper: Vec::new(),
             mounts: Vec::new(),
+            valkey_binary: None,
         }
     }
 
@@ -148,7 +151,7 @@ impl Platform {
             .arg("--data-dir")
             .arg(self.data())
             .arg("--valkey-server")
-            .arg(valkey_server())
+            .arg(self.valkey_binary.clone().unwrap_or_else(valkey_server))
             .args([
                 "--valkey-ports",
                 &format!("{}-{}", self.ports.0, self.ports.1),
@@ -507,4 +510,200 @@ pub fn signal(pid: u32, sig: &str) {
 
 pub fn kill9(pid: u32) {
     signal(pid, "-9");
+}
+
+/// `ROLE` of a node: `master` or `slave`.
+pub async fn role(con: &mut redis::aio::MultiplexedConnection) -> String {
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(con).await.unwrap();
+    match &role[0] {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        other => panic!("unexpected ROLE answer {other:?}"),
+    }
+}
+
+/// Writes `count` keys `{prefix}:{i}` (1-based) of `value_len` bytes in one pipeline and
+/// waits until every one is acknowledged.
+pub async fn burst(
+    con: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    count: u64,
+    value_len: usize,
+) {
+    let value = "v".repeat(value_len);
+    for chunk in (1..=count).collect::<Vec<_>>().chunks(2000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.set(format!("{prefix}:{i}"), &value).ignore();
+        }
+        let () = pipe.query_async(con).await.unwrap();
+    }
+}
+
+/// Keeps a node's main thread busy in a script for `seconds` (as a tenant's long-running
+/// script would): it answers nothing else meanwhile. The task ends with the script.
+pub fn stall_in_script(service: &Value, seconds: f64) -> tokio::task::JoinHandle<()> {
+    let uri = service["service_uri"].as_str().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut con = redis::Client::open(uri)
+            .unwrap()
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(Duration::from_secs(60))),
+            )
+            .await
+            .unwrap();
+        let script = "local t = redis.call('TIME') local start = t[1] + t[2] / 1e6 \
+            while true do local n = redis.call('TIME') \
+            if n[1] + n[2] / 1e6 - start > tonumber(ARGV[1]) then break end end return 1";
+        let _: i64 = redis::cmd("EVAL_RO")
+            .arg(script)
+            .arg(0)
+            .arg(seconds)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    })
+}
+
+/// Waits until a script started by [`stall_in_script`] runs: the node stops answering.
+pub async fn wait_stalled(service: &Value) {
+    let uri = service["service_uri"].as_str().unwrap().to_string();
+    wait_for("the node to stall", Duration::from_secs(10), async || {
+        let probe = async {
+            let mut con = redis::Client::open(uri.as_str())
+                .ok()?
+                .get_multiplexed_async_connection()
+                .await
+                .ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .ok()
+        };
+        tokio::time::timeout(Duration::from_millis(200), probe)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
+
+/// One numeric field (`field=123`) of the last server log line that contains `marker`.
+pub fn log_number(log: &str, marker: &str, field: &str) -> Option<i64> {
+    let line = log.lines().rev().find(|l| l.contains(marker))?;
+    let key = format!("{field}=");
+    let at = line.find(&key)? + key.len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '-')
+        .collect();
+    digits.parse().ok()
+}
+
+/// Clients writing continuously to a primary, each its own keys `w{n}:{i}` in pipelined
+/// batches, recording when each batch was acknowledged. A writer that hits an error ends
+/// the test: [`Writers::stop`] panics with it.
+pub struct Writers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<(i64, u64)>>>,
+}
+
+/// Microseconds since the epoch, the clock Keyhaven's log uses.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+impl Writers {
+    pub async fn start(primary: &Value, count: usize, batch: u64, value_len: usize) -> Writers {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64};
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut acked = Vec::new();
+        let mut tasks = Vec::new();
+        for n in 0..count {
+            let counter = Arc::new(AtomicU64::new(0));
+            acked.push(counter.clone());
+            let stop = stop.clone();
+            // Writes wait out a promotion's pause: a long response timeout.
+            let mut con = redis::Client::open(primary["service_uri"].as_str().unwrap())
+                .unwrap()
+                .get_multiplexed_async_connection_with_config(
+                    &redis::AsyncConnectionConfig::new()
+                        .set_response_timeout(Some(Duration::from_secs(30))),
+                )
+                .await
+                .unwrap();
+            let value = "v".repeat(value_len);
+            tasks.push(tokio::spawn(async move {
+                let mut acks = Vec::new();
+                let mut next = 1u64;
+                // Bounded: a test that forgets to stop its writers still ends.
+                while !stop.load(Ordering::SeqCst) && next < 5_000_000 {
+                    let mut pipe = redis::pipe();
+                    for i in next..next + batch {
+                        pipe.set(format!("w{n}:{i}"), &value).ignore();
+                    }
+                    let () = pipe
+                        .query_async(&mut con)
+                        .await
+                        .unwrap_or_else(|e| panic!("writer {n} failed at w{n}:{next}: {e}"));
+                    next += batch;
+                    counter.store(next - 1, Ordering::SeqCst);
+                    acks.push((now_us(), next - 1));
+                }
+                acks
+            }));
+        }
+        Writers { stop, acked, tasks }
+    }
+
+    /// Writes acknowledged so far, per writer.
+    pub fn acked(&self) -> Vec<u64> {
+        self.acked
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .collect()
+    }
+
+    /// Stops the writers; per writer, its (ack time, last key acknowledged) batches.
+    pub async fn stop(self) -> Vec<Vec<(i64, u64)>> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut all = Vec::new();
+        for t in self.tasks {
+            all.push(t.await.expect("a writer died"));
+        }
+        all
+    }
+}
+
+/// The number of keys `w{writer}:1..=K` on a node, after checking that they are a gap-free
+/// prefix of `w{writer}:1..=last`: every key up to K is there, none after it.
+pub async fn gap_free_prefix(
+    con: &mut redis::aio::MultiplexedConnection,
+    writer: usize,
+    last: u64,
+) -> u64 {
+    let mut present = Vec::with_capacity(last as usize);
+    let keys: Vec<String> = (1..=last).map(|i| format!("w{writer}:{i}")).collect();
+    for chunk in keys.chunks(1000) {
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(chunk)
+            .query_async(con)
+            .await
+            .unwrap();
+        present.extend(values.iter().map(Option::is_some));
+    }
+    let k = present.iter().take_while(|p| **p).count();
+    if let Some(hole) = present[k..].iter().position(|p| *p) {
+        panic!(
+            "writer {writer}: w{writer}:{} is missing but w{writer}:{} is there: a hole in the acknowledged writes",
+            k + 1,
+            k + 1 + hole
+        );
+    }
+    k as u64
 }
