@@ -707,3 +707,12 @@ pub async fn gap_free_prefix(
     }
     k as u64
 }
+
+/// A RUNNING primary `prim` with one RUNNING replica `repl`.
+pub async fn primary_and_replica(p: &Platform) -> (Value, Value) {
+    p.create("prim", "startup-4", None).await;
+    let primary = p.wait_running("prim").await;
+    p.create("repl", "startup-4", Some("prim")).await;
+    let replica = p.wait_running("repl").await;
+    (primary, replica)
+}

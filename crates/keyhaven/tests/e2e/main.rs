@@ -5,6 +5,8 @@ mod harness;
 
 mod avn;
 mod cli;
+#[cfg(feature = "failpoints")]
+mod crashes;
 mod faults;
 mod identity;
 mod lifecycle;
