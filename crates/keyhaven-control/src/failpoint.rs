@@ -10,7 +10,9 @@
 //! Fault points ([`active`]) make Keyhaven itself cause a fault at one exact moment that a
 //! test could not hit from outside: `promotion.replica_stalls` cuts the replica off its
 //! primary right after the promotion checked that it is linked, so the catch-up cannot
-//! succeed and the `replica_behind` path runs.
+//! succeed and the `replica_behind` path runs; `promotion.detach_unconfirmed` takes the
+//! replica's answer to `REPLICAOF NO ONE` for lost (as a timeout would), so the request
+//! answers 202 and the roll-forward finishes the promotion.
 
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {

@@ -722,6 +722,8 @@ impl App {
         let catch_up_budget = bound / CATCH_UP_SHARE;
         let paused_at = Instant::now();
         let pause_started_at = now_micros();
+        info!(primary = %primary.name, replica = %replica.name, pause_started_at,
+              bound_ms = self.config.promotion_pause_ms, "pausing writes on the primary for the catch-up");
         if let Err(e) = p.pause_writes(self.config.promotion_pause_ms).await {
             let _ = p.unpause().await;
             return Outcome::Abandon(AppError::Unavailable {
@@ -767,7 +769,16 @@ impl App {
                     && offset >= target;
                 let give_up = paused_at.elapsed() >= catch_up_budget;
                 if caught_up || (give_up && lossy) {
-                    return match r.detach().await {
+                    let detached = match r.detach().await {
+                        Ok(()) if crate::failpoint::active("promotion.detach_unconfirmed") => {
+                            Err(RedisError::from(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "fault point promotion.detach_unconfirmed",
+                            )))
+                        }
+                        other => other,
+                    };
+                    return match detached {
                         Ok(()) if caught_up => CatchUp::Detached(behind_at_pause),
                         Ok(()) => CatchUp::Behind(if same_history {
                             (target - offset).max(0)

@@ -716,3 +716,16 @@ pub async fn primary_and_replica(p: &Platform) -> (Value, Value) {
     let replica = p.wait_running("repl").await;
     (primary, replica)
 }
+
+/// Waits until the reconciler has observed `name` `n` more times: a negative ("never
+/// re-attached") is checked only after the reconciler had its chances to break it.
+pub async fn wait_observations(p: &Platform, name: &str, n: usize) {
+    let mut seen = p.service(name).await["keyhaven_replication"]["observed_at"].clone();
+    for _ in 0..n {
+        seen = wait_for("a new observation", Duration::from_secs(20), async || {
+            let now = p.service(name).await["keyhaven_replication"]["observed_at"].clone();
+            (now != seen && !now.is_null()).then_some(now)
+        })
+        .await;
+    }
+}

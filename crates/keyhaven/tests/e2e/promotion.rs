@@ -28,19 +28,6 @@ async fn assert_still_a_replica(p: &Platform, replica: &str, link: &str) {
     assert_eq!(role(&mut admin).await, "slave", "the node was detached");
 }
 
-/// Waits until the reconciler has observed `name` `n` more times: a negative ("never
-/// re-attached") is checked only after the reconciler had its chances to break it.
-async fn wait_observations(p: &Platform, name: &str, n: usize) {
-    let mut seen = p.service(name).await["keyhaven_replication"]["observed_at"].clone();
-    for _ in 0..n {
-        seen = wait_for("a new observation", Duration::from_secs(20), async || {
-            let now = p.service(name).await["keyhaven_replication"]["observed_at"].clone();
-            (now != seen && !now.is_null()).then_some(now)
-        })
-        .await;
-    }
-}
-
 fn error_code(body: &Value) -> &str {
     body["errors"][0]["error_code"].as_str().unwrap_or("")
 }
