@@ -227,8 +227,15 @@ async fn hostile_names_and_paths_are_refused_cleanly() {
     assert!(p.running_nodes().is_empty());
 }
 
+/// The `error_code` of an error answer ("" for a success).
+fn error_code(body: &Value) -> &str {
+    body["errors"][0]["error_code"].as_str().unwrap_or("")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_creates_deletes_and_promotions_stay_consistent() {
+    use std::time::Duration;
+    type Answer = tokio::task::JoinHandle<(u16, Value)>;
     let p = Arc::new(Platform::start().await);
     p.create("core", "startup-4", None).await;
     p.wait_running("core").await;
@@ -241,42 +248,126 @@ async fn concurrent_creates_deletes_and_promotions_stay_consistent() {
     }
     let links: Vec<String> = futures_ids(&p).await;
 
-    let mut tasks = Vec::new();
-    // Promote every replica twice, delete one replica, add replicas and delete the primary,
-    // all at once.
-    for id in links.iter().chain(links.iter()) {
+    // Promote every replica twice, delete one replica (rep2, whose link is also being
+    // promoted), add replicas and delete the primary, all at once.
+    let mut promotions: Vec<(usize, Answer)> = Vec::new();
+    for (i, id) in links.iter().enumerate().chain(links.iter().enumerate()) {
         let (p, id) = (p.clone(), id.clone());
-        tasks.push(tokio::spawn(async move { p.delete_link(&id).await }));
+        promotions.push((i, tokio::spawn(async move { p.delete_link(&id).await })));
     }
-    {
+    let delete_replica: Answer = {
         let p = p.clone();
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             p.call("DELETE", "/v1/project/default/service/rep2", None)
                 .await
-        }));
-    }
+        })
+    };
+    let mut creates: Vec<Answer> = Vec::new();
     for i in 3..8 {
         let p = p.clone();
-        tasks.push(tokio::spawn(async move {
+        creates.push(tokio::spawn(async move {
             p.try_create(&format!("rep{i}"), "startup-4", Some("core"))
                 .await
         }));
     }
-    {
+    let delete_primary: Answer = {
         let p = p.clone();
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             p.call("DELETE", "/v1/project/default/service/core", None)
                 .await
-        }));
+        })
+    };
+
+    // Every answer is one the API documents for its case; nothing is a 500 (no "database
+    // is locked": one writer connection, BEGIN IMMEDIATE).
+    let mut answers: Vec<Vec<(u16, Value)>> = vec![Vec::new(); links.len()];
+    for (i, t) in promotions {
+        answers[i].push(t.await.unwrap());
     }
-    for t in tasks {
+    let (replica_deleted, body) = delete_replica.await.unwrap();
+    assert!(
+        replica_deleted == 200
+            || (replica_deleted == 409 && error_code(&body) == "promotion_in_progress"),
+        "DELETE of rep2: {replica_deleted}: {body}"
+    );
+    let replica_deleted = replica_deleted == 200;
+    let (primary_deleted, body) = delete_primary.await.unwrap();
+    assert!(
+        primary_deleted == 200
+            || (primary_deleted == 409 && error_code(&body) == "service_has_replicas"),
+        "DELETE of core: {primary_deleted}: {body}"
+    );
+    let primary_deleted = primary_deleted == 200;
+    for t in creates {
         let (status, body) = t.await.unwrap();
-        assert!(status < 500 || status == 503, "{status}: {body}");
-        assert!(body.is_object());
+        let code = error_code(&body);
+        assert!(
+            status == 200
+                || (status == 409 && code == "replica_limit_reached")
+                || (primary_deleted && status == 404 && code == "source_service_not_found"),
+            "replica create: {status}: {body}"
+        );
     }
 
-    // Consistent afterwards: each link promoted at most once, at most 5 replicas, and the
-    // services that exist all run.
+    // Each link promoted exactly once: one 200 (or 202, finished by the roll-forward);
+    // the other DELETE found it being promoted (409) or gone (404). A 503 means nothing
+    // changed, so the other DELETE may still be the one that promotes. rep2's link is
+    // never promoted only when the replica's DELETE removed it first.
+    let mut promoted = Vec::new();
+    for (i, answers) in answers.iter().enumerate() {
+        let mut successes = 0;
+        for (status, body) in answers {
+            let code = error_code(body);
+            match status {
+                200 => {
+                    assert!(body.is_object(), "{body}");
+                    successes += 1;
+                }
+                202 => {
+                    assert_eq!(body["state"], "promoting", "{body}");
+                    successes += 1;
+                }
+                409 => assert_eq!(code, "promotion_in_progress", "{body}"),
+                404 => assert_eq!(code, "integration_not_found", "{body}"),
+                503 => {}
+                _ => panic!("promotion of rep{i}: {status}: {body}"),
+            }
+        }
+        if i == 2 && replica_deleted && successes == 0 {
+            continue;
+        }
+        assert_eq!(
+            successes, 1,
+            "the link of rep{i} was not promoted exactly once: {answers:?}"
+        );
+        if !(i == 2 && replica_deleted) {
+            promoted.push(format!("rep{i}"));
+        }
+    }
+
+    // Each promoted replica is a primary: in the API (no link, role primary) and on its node.
+    for name in &promoted {
+        let s = wait_for(
+            &format!("{name} to be a primary without a link"),
+            Duration::from_secs(30),
+            async || {
+                let s = p.service(name).await;
+                (s["keyhaven_role"] == "primary"
+                    && s["service_integrations"].as_array().unwrap().is_empty())
+                .then_some(s)
+            },
+        )
+        .await;
+        let mut admin = p.node_connection(&s, "keyhaven-admin").await;
+        wait_for(
+            &format!("{name}'s node to answer ROLE master"),
+            Duration::from_secs(30),
+            async || (role(&mut admin).await == "master").then_some(()),
+        )
+        .await;
+    }
+
+    // Consistent afterwards: at most 5 replicas, and the services that exist all run.
     let (_, list) = p.call("GET", "/v1/project/default/service", None).await;
     let names: Vec<String> = list["services"]
         .as_array()
@@ -284,18 +375,27 @@ async fn concurrent_creates_deletes_and_promotions_stay_consistent() {
         .iter()
         .map(|s| s["service_name"].as_str().unwrap().to_string())
         .collect();
-    let (_, core_links) = p
-        .call("GET", "/v1/project/default/service/core/integration", None)
-        .await;
-    if names.contains(&"core".to_string()) {
-        assert!(core_links["service_integrations"].as_array().unwrap().len() <= 5);
+    assert_eq!(names.contains(&"core".to_string()), !primary_deleted);
+    assert_eq!(names.contains(&"rep2".to_string()), !replica_deleted);
+    if !primary_deleted {
+        let (_, core_links) = p
+            .call("GET", "/v1/project/default/service/core/integration", None)
+            .await;
+        let core_links = core_links["service_integrations"].as_array().unwrap();
+        assert!(core_links.len() <= 5, "{core_links:?}");
+        for l in core_links {
+            assert!(
+                !promoted.iter().any(|n| l["dest_service"] == n.as_str()),
+                "a promoted replica still has a link: {l}"
+            );
+        }
     }
     for n in &names {
         p.wait_running(n).await;
     }
-    crate::harness::wait_for(
+    wait_for(
         "one node per service",
-        std::time::Duration::from_secs(20),
+        Duration::from_secs(20),
         async || (p.running_nodes().len() == names.len()).then_some(()),
     )
     .await;
