@@ -192,6 +192,16 @@ fn port_of(service: &Value) -> u16 {
     service["components"][0]["port"].as_u64().unwrap() as u16
 }
 
+/// The role generation a node has applied (its `generation` file).
+fn applied_generation(p: &Platform, service: &Value) -> i64 {
+    let dir = p.node_dir_of_port(port_of(service));
+    std::fs::read_to_string(dir.join("generation"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_port_held_by_another_program_is_skipped_or_left_for_another() {
     let mut p = Platform::start().await;
@@ -204,17 +214,32 @@ async fn a_port_held_by_another_program_is_skipped_or_left_for_another() {
                 .map(|l| (l, port))
         })
         .expect("a free port in the platform's range");
-    p.create("skips", "hobbyist", None).await;
+    p.create("skips", "startup-4", None).await;
     let s = p.wait_running("skips").await;
     assert_ne!(port_of(&s), taken);
     drop(squatter);
+    p.create("follows", "startup-4", Some("skips")).await;
+    let replica = p.wait_running("follows").await;
 
     // Taken after allocation, while the node is down: the node moves to another port and
-    // keeps its data.
+    // keeps its data; its replica is re-pointed at the new port.
     let mut con = valkey(&s).await;
     let _: () = con.set("kept", "yes").await.unwrap();
     wait_aof(&mut con).await;
+    let mut rc = valkey(&replica).await;
+    wait_for(
+        "the replica to have the key",
+        Duration::from_secs(10),
+        async || rc.get::<_, Option<String>>("kept").await.ok().flatten(),
+    )
+    .await;
+    let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
     let old_port = port_of(&s);
+    assert_eq!(
+        info_int(&mut ra, "replication", "master_port").await,
+        i64::from(old_port)
+    );
+    let replica_generation = applied_generation(&p, &replica);
     p.stop_server().await;
     kill9(p.node_pid(&s));
     let squatter = wait_for(
@@ -233,10 +258,34 @@ async fn a_port_held_by_another_program_is_skipped_or_left_for_another() {
         },
     )
     .await;
+    let new_port = port_of(&moved);
     let mut con = valkey(&moved).await;
     let v: Option<String> = con.get("kept").await.unwrap();
     assert_eq!(v.as_deref(), Some("yes"));
     assert!(p.server_log().contains("moved to another port"));
+
+    // The replica follows the primary at its new port, through a newer role generation:
+    // a write made on the primary after the move reaches it.
+    let _: () = con.set("after-move", "yes").await.unwrap();
+    wait_for(
+        "the replica to follow the moved primary",
+        Duration::from_secs(30),
+        async || {
+            let following = info_int(&mut ra, "replication", "master_port").await
+                == i64::from(new_port)
+                && info_field(&mut ra, "replication", "master_link_status").await == "up";
+            let v: Option<String> = rc.get("after-move").await.ok().flatten();
+            (following && v.as_deref() == Some("yes")).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        applied_generation(&p, &replica) > replica_generation,
+        "the replica was re-pointed without a new role generation"
+    );
+    let replica = p.wait_running("follows").await;
+    assert_eq!(replica["keyhaven_role"], "replica");
+    assert_eq!(p.running_nodes().len(), 2);
     drop(squatter);
 }
 
