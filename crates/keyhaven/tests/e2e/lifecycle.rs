@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use redis::AsyncCommands;
+use std::time::{Duration, Instant};
 
 /// Writes `n` keys and waits until they are fsynced to the node's AOF (WAITAOF), so a
 /// kill -9 afterwards must not lose them.
@@ -20,6 +21,31 @@ async fn assert_keys(con: &mut redis::aio::MultiplexedConnection, n: usize) {
     }
 }
 
+/// Waits until something new connects to the node (the reconciler's observation does,
+/// once per activation) and returns when it was seen.
+async fn wait_for_activation(con: &mut redis::aio::MultiplexedConnection) -> Instant {
+    async fn connections(con: &mut redis::aio::MultiplexedConnection) -> i64 {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(con)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+    let before = connections(con).await;
+    wait_for(
+        "a reconciler activation",
+        Duration::from_secs(5),
+        async || (connections(con).await > before).then(Instant::now),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_valkey_server_is_restarted_with_its_data() {
     let p = Platform::start().await;
@@ -29,7 +55,65 @@ async fn a_killed_valkey_server_is_restarted_with_its_data() {
     write_durably(&mut con, 100).await;
 
     let pid = p.node_pid(&s);
+    let port = s["components"][0]["port"].as_u64().unwrap();
+    let admin = format!(
+        "redis://keyhaven-admin:{}@127.0.0.1:{port}/",
+        p.node_password(&s, "keyhaven-admin")
+    );
+    // Kill right after an activation of the idle reconciler (each one connects to the node
+    // to observe it), so a restart that waited for the next tick would take its whole 1 s
+    // idle period.
+    let mut watch = p.node_connection(&s, "keyhaven-admin").await;
+    let activation = wait_for_activation(&mut watch).await;
+    let next = wait_for_activation(&mut watch).await;
+    assert!(
+        next - activation > Duration::from_millis(500),
+        "the reconciler is not idle: activations {:?} apart",
+        next - activation
+    );
+    let killed = Instant::now();
     kill9(pid);
+    // Timed from the kill to the first PING a new valkey-server answers on the port: the
+    // reaper wakes the reconciler at once, so this is far below its idle period.
+    let back = wait_for(
+        "a new valkey-server to answer",
+        Duration::from_secs(10),
+        async || {
+            let attempt = async {
+                let mut con = redis::Client::open(admin.as_str())
+                    .ok()?
+                    .get_multiplexed_async_connection()
+                    .await
+                    .ok()?;
+                let info: String = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut con)
+                    .await
+                    .ok()?;
+                let answering: u32 = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                let _: String = redis::cmd("PING").query_async(&mut con).await.ok()?;
+                (answering != pid).then(|| killed.elapsed())
+            };
+            tokio::time::timeout(Duration::from_millis(200), attempt)
+                .await
+                .ok()
+                .flatten()
+        },
+    )
+    .await;
+    eprintln!(
+        "idle activations {:?} apart; kill -9 to PING answered by the new valkey-server: {back:?}",
+        next - activation
+    );
+    assert!(
+        back < Duration::from_millis(900),
+        "the node answered {back:?} after the kill: the restart waited for a timer"
+    );
     wait_restarted(&p, "sturdy", pid).await;
     let s = p.wait_running("sturdy").await;
     let mut con = valkey(&s).await;
