@@ -91,6 +91,17 @@ async fn a_killed_replica_resumes_with_a_partial_resync_while_the_primary_takes_
     .await;
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
+    // Every write the client made, up to the last one acknowledged, reaches the replica.
+    let last = written.load(Ordering::SeqCst);
+    wait_for(
+        "the replica to have every write",
+        Duration::from_secs(20),
+        async || {
+            let v: Option<i64> = rc.get(format!("k:{last}")).await.ok()?;
+            v
+        },
+    )
+    .await;
 
     assert_eq!(
         info_int(&mut pa, "stats", "sync_partial_ok").await,
@@ -102,10 +113,23 @@ async fn a_killed_replica_resumes_with_a_partial_resync_while_the_primary_takes_
         full_before,
         "a full sync happened"
     );
-    for i in (1..=target).step_by(97) {
-        let v: Option<i64> = rc.get(format!("k:{i}")).await.unwrap();
-        assert_eq!(v, Some(i));
+    let keys: Vec<i64> = (1..=last).collect();
+    for chunk in keys.chunks(1000) {
+        let names: Vec<String> = chunk.iter().map(|i| format!("k:{i}")).collect();
+        let values: Vec<Option<i64>> = redis::cmd("MGET")
+            .arg(&names)
+            .query_async(&mut rc)
+            .await
+            .unwrap();
+        for (i, v) in chunk.iter().zip(values) {
+            assert_eq!(v, Some(*i), "k:{i} is missing or wrong on the replica");
+        }
     }
+    assert_eq!(
+        dbsize(&mut rc).await,
+        last,
+        "the replica has keys never written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
