@@ -121,6 +121,24 @@ async fn a_killed_valkey_server_is_restarted_with_its_data() {
     assert_eq!(p.running_nodes().len(), 1, "duplicate or orphan nodes");
 }
 
+/// The admin's tokens, by the `token_prefix` `GET /v1/access_token` lists; the one of the
+/// request is marked current.
+async fn admin_tokens(p: &Platform) -> Vec<String> {
+    let (status, body) = p.call("GET", "/v1/access_token", None).await;
+    assert_eq!(status, 200, "{body}");
+    let tokens = body["tokens"].as_array().unwrap();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t["currently_active"] == true && t["token_prefix"] == p.token[..10]),
+        "{body}"
+    );
+    tokens
+        .iter()
+        .map(|t| t["token_prefix"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_keyhaven_adopts_running_services_with_their_data() {
     let mut p = Platform::start().await;
@@ -131,6 +149,9 @@ async fn a_restarted_keyhaven_adopts_running_services_with_their_data() {
     let mut con = valkey(&one).await;
     write_durably(&mut con, 50).await;
     let pids = (p.node_pid(&one), p.node_pid(&two));
+    let admin_token_file = std::fs::read(p.data().join("admin-token")).unwrap();
+    let tokens_before = admin_tokens(&p).await;
+    assert_eq!(tokens_before, [p.token[..10].to_string()]);
 
     p.stop_server().await;
     // The nodes outlive the control plane and keep serving.
@@ -138,10 +159,22 @@ async fn a_restarted_keyhaven_adopts_running_services_with_their_data() {
     assert_keys(&mut con, 50).await;
 
     p.start_server().await;
+    // No second admin token: the admin still has exactly its one token, and the file the
+    // first start wrote is unchanged.
+    assert_eq!(
+        admin_tokens(&p).await,
+        tokens_before,
+        "a second admin token was minted"
+    );
+    assert_eq!(
+        std::fs::read(p.data().join("admin-token")).unwrap(),
+        admin_token_file,
+        "the admin-token file changed"
+    );
     assert_eq!(
         p.server_log().matches("Admin token (shown once").count(),
         1,
-        "a second admin token was minted"
+        "a second admin token was announced"
     );
     let one = p.wait_running("one").await;
     p.wait_running("two").await;
