@@ -68,24 +68,79 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_route_is_documented() {
+    /// The operations of the document: (METHOD, path).
+    fn documented_operations() -> Vec<(String, String, serde_json::Value)> {
         let doc: serde_json::Value = serde_json::from_str(&super::document()).unwrap();
-        let paths = doc["paths"].as_object().unwrap();
-        for p in [
-            "/v1/project/{project}/service",
-            "/v1/project/{project}/service/{service}",
-            "/v1/project/{project}/service/{service}/integration",
-            "/v1/project/{project}/integration/{integration_id}",
-            "/v1/project/{project}/service-types/{service_type}",
-            "/v1/userauth",
-        ] {
-            assert!(
-                paths.contains_key(p),
-                "{p} missing from the OpenAPI document"
-            );
+        let mut ops = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if matches!(
+                    method.as_str(),
+                    "get" | "put" | "post" | "delete" | "options" | "head" | "patch" | "trace"
+                ) {
+                    ops.push((method.to_uppercase(), path.clone(), op.clone()));
+                }
+            }
         }
+        ops
+    }
+
+    /// The router's table is the truth: every route it serves is documented, and the
+    /// document has no operation the router does not serve.
+    #[test]
+    fn the_document_has_exactly_the_routers_operations() {
+        use std::collections::BTreeSet;
+        let table = crate::routes::routes();
+        let routed: BTreeSet<(String, String)> = table
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        assert_eq!(routed.len(), table.len(), "a route is in the table twice");
+        let documented: BTreeSet<(String, String)> = documented_operations()
+            .into_iter()
+            .map(|(m, p, _)| (m, p))
+            .collect();
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from the OpenAPI document: {undocumented:?}"
+        );
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            unrouted.is_empty(),
+            "documented operations the router does not serve: {unrouted:?}"
+        );
+
+        let doc: serde_json::Value = serde_json::from_str(&super::document()).unwrap();
         let service = &doc["components"]["schemas"]["Service"]["properties"];
         assert!(service.get("keyhaven_replication").is_some());
+    }
+
+    /// Exactly the open endpoints are documented as needing no token; every other
+    /// operation requires `tokenAuth`.
+    #[test]
+    fn only_the_open_endpoints_are_documented_without_a_token() {
+        const OPEN: &[(&str, &str)] = &[
+            ("GET", "/healthz"),
+            ("GET", "/readyz"),
+            ("GET", "/v1/clouds"),
+            ("POST", "/v1/userauth"),
+        ];
+        let ops = documented_operations();
+        for (method, path, op) in &ops {
+            let open = OPEN.contains(&(method.as_str(), path.as_str()));
+            // An operation without its own `security` inherits the document's tokenAuth.
+            let documented_open = op["security"] == serde_json::json!([{}]);
+            assert_eq!(
+                documented_open, open,
+                "{method} {path}: documented as open = {documented_open}, open = {open}"
+            );
+        }
+        for (method, path) in OPEN {
+            assert!(
+                ops.iter().any(|(m, p, _)| m == method && p == path),
+                "{method} {path} is not an operation"
+            );
+        }
     }
 }

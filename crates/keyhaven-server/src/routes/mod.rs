@@ -9,66 +9,116 @@ pub mod service;
 
 use crate::error::HttpError;
 use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use keyhaven_control::App;
 use std::sync::Arc;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/healthz", get(meta::healthz))
-        .route("/readyz", get(meta::readyz))
-        .route("/v1/clouds", get(meta::cloud_list))
-        .route("/v1/service_types", get(meta::service_type_list))
-        .route(
+/// One route of the API: a method and a path answered by one handler.
+pub(crate) struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// The handler, routed for the method the router gives it (this route's).
+    handler: Box<dyn FnOnce(MethodFilter) -> MethodRouter<Arc<App>>>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Arc<App>>,
+    T: 'static,
+{
+    Route {
+        method,
+        path,
+        handler: Box::new(move |filter| on(filter, handler)),
+    }
+}
+
+/// Every route of the API. The router is built from this table and nothing else, so the
+/// test that compares it with the OpenAPI document compares the real routes.
+pub(crate) fn routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        route(M::GET, "/healthz", meta::healthz),
+        route(M::GET, "/readyz", meta::readyz),
+        route(M::GET, "/v1/clouds", meta::cloud_list),
+        route(M::GET, "/v1/service_types", meta::service_type_list),
+        route(
+            M::GET,
             "/v1/project/{project}/service_types",
-            get(meta::project_service_type_list),
-        )
-        .route(
+            meta::project_service_type_list,
+        ),
+        route(
+            M::GET,
             "/v1/project/{project}/service-types/{service_type}",
-            get(meta::project_service_type_get),
-        )
-        .route("/v1/project/{project}/vpcs", get(meta::vpc_list))
-        .route("/v1/user", post(identity::user_create))
-        .route("/v1/userauth", post(identity::user_auth))
-        .route("/v1/me", get(identity::me))
-        .route(
-            "/v1/access_token",
-            get(identity::access_token_list).post(identity::access_token_create),
-        )
-        .route(
+            meta::project_service_type_get,
+        ),
+        route(M::GET, "/v1/project/{project}/vpcs", meta::vpc_list),
+        route(M::POST, "/v1/user", identity::user_create),
+        route(M::POST, "/v1/userauth", identity::user_auth),
+        route(M::GET, "/v1/me", identity::me),
+        route(M::GET, "/v1/access_token", identity::access_token_list),
+        route(M::POST, "/v1/access_token", identity::access_token_create),
+        route(
+            M::DELETE,
             "/v1/access_token/{token_prefix}",
-            delete(identity::access_token_revoke),
-        )
-        .route(
-            "/v1/project",
-            get(project::project_list).post(project::project_create),
-        )
-        .route("/v1/project/{project}", get(project::project_get))
-        .route(
+            identity::access_token_revoke,
+        ),
+        route(M::GET, "/v1/project", project::project_list),
+        route(M::POST, "/v1/project", project::project_create),
+        route(M::GET, "/v1/project/{project}", project::project_get),
+        route(
+            M::POST,
             "/v1/project/{project}/invite",
-            post(project::project_invite),
-        )
-        .route(
+            project::project_invite,
+        ),
+        route(
+            M::GET,
             "/v1/project/{project}/service",
-            get(service::service_list).post(service::service_create),
-        )
-        .route(
+            service::service_list,
+        ),
+        route(
+            M::POST,
+            "/v1/project/{project}/service",
+            service::service_create,
+        ),
+        route(
+            M::GET,
             "/v1/project/{project}/service/{service}",
-            get(service::service_get).delete(service::service_delete),
-        )
-        .route(
+            service::service_get,
+        ),
+        route(
+            M::DELETE,
+            "/v1/project/{project}/service/{service}",
+            service::service_delete,
+        ),
+        route(
+            M::GET,
             "/v1/project/{project}/service/{service}/integration",
-            get(integration::service_integration_list),
-        )
-        .route(
+            integration::service_integration_list,
+        ),
+        route(
+            M::POST,
             "/v1/project/{project}/integration",
-            post(integration::service_integration_create),
-        )
-        .route(
+            integration::service_integration_create,
+        ),
+        route(
+            M::DELETE,
             "/v1/project/{project}/integration/{integration_id}",
-            delete(integration::service_integration_delete),
-        )
+            integration::service_integration_delete,
+        ),
+    ]
+}
+
+pub fn router() -> Router<Arc<App>> {
+    // Routes of one path merge into one method router (axum panics on a method twice).
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, r| {
+            let filter = MethodFilter::try_from(r.method).expect("a method axum can route");
+            router.route(r.path, (r.handler)(filter))
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
