@@ -26,6 +26,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     format!("Request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
                 )
             })?;
+        // Every body is a JSON object. (serde would also take a struct from a positional
+        // array, `["name", "valkey", "hobbyist"]`, which no client means.)
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "Request body must be a JSON object",
+            ));
+        }
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
             let what = if e.is_data() {
                 "has a wrong field"

@@ -79,7 +79,9 @@ fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
 fn find_valkey_server(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(path) = flag {
         if path.is_file() {
-            return Ok(path);
+            // Absolute: each node is spawned in its own directory, where a relative path
+            // would name nothing.
+            return Ok(path.canonicalize().unwrap_or(path));
         }
         bail!("valkey-server not found at {}", path.display());
     }

@@ -466,3 +466,39 @@ async fn every_error_has_aivens_shape_even_those_hyper_answers_itself() {
     let (status, _) = p.call("GET", "/v1/project", None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_is_not_a_json_object_is_refused_and_creates_nothing() {
+    let p = Platform::start().await;
+    for body in [
+        r#"["arr-svc", "valkey", "hobbyist"]"#,
+        "[]",
+        "\"text\"",
+        "42",
+    ] {
+        let resp = p
+            .http
+            .post(p.url("/v1/project/default/service"))
+            .header("authorization", format!("aivenv1 {}", p.token))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(answer["errors"][0]["error_code"], "invalid_json", "{body}");
+    }
+    let resp = p
+        .http
+        .post(p.url("/v1/access_token"))
+        .header("authorization", format!("aivenv1 {}", p.token))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let (_, list) = p.call("GET", "/v1/project/default/service", None).await;
+    assert_eq!(list["services"], serde_json::json!([]));
+    assert!(p.running_nodes().is_empty());
+}

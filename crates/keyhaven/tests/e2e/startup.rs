@@ -143,3 +143,23 @@ async fn a_valkey_server_that_is_not_valkey_8_or_newer_is_refused_naming_what_it
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relative_valkey_server_path_runs_services() {
+    // Relative to this test's working directory (the package's): the server must resolve
+    // it before it starts nodes in their own directories.
+    let relative = Path::new("../../.venv/bin/valkey-server");
+    assert!(relative.is_file(), "run scripts/setup first");
+    let mut p = Platform::unstarted(&[]);
+    p.valkey_binary = Some(relative.to_path_buf());
+    p.boot().await;
+    p.create("relative", "hobbyist", None).await;
+    let s = p.wait_running("relative").await;
+    let mut con = valkey(&s).await;
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
