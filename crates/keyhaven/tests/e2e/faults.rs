@@ -212,6 +212,46 @@ async fn a_killed_primary_comes_back_with_its_data_and_replicas_never_sync_to_em
     assert_eq!(n, 501);
 }
 
+/// The other kill tests confirm their writes with WAITAOF; this one does not: a write
+/// acknowledged more than a second before a `kill -9` must survive on `appendfsync
+/// everysec` alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_primary_keeps_writes_acknowledged_a_second_before_without_waitaof() {
+    let p = Platform::start().await;
+    p.create("everysec", "startup-4", None).await;
+    let s = p.wait_running("everysec").await;
+
+    // A client writes continuously for a while, then stops; nothing asks for an fsync.
+    let writers = Writers::start(&s, 1, 50, 32).await;
+    wait_for("writes", Duration::from_secs(10), async || {
+        (writers.acked()[0] >= 20_000).then_some(())
+    })
+    .await;
+    let acks = writers.stop().await;
+    let &(last_ack_us, last) = acks[0].last().expect("acknowledged writes");
+    let last_ack =
+        std::time::Instant::now() - Duration::from_micros((now_us() - last_ack_us) as u64);
+    wait_for(
+        "a second since the last acknowledged write",
+        Duration::from_secs(5),
+        async || (last_ack.elapsed() > Duration::from_secs(1)).then_some(()),
+    )
+    .await;
+
+    let pid = p.node_pid(&s);
+    kill9(pid);
+    wait_restarted(&p, "everysec", pid).await;
+    let mut con = valkey(&p.service("everysec").await).await;
+    let kept = gap_free_prefix(&mut con, 0, last).await;
+    assert_eq!(
+        kept,
+        last,
+        "{} of {last} acknowledged writes lost by a kill -9 a second after the last one",
+        last - kept
+    );
+    assert_eq!(dbsize(&mut con).await, last as i64);
+}
+
 fn port_of(service: &Value) -> u16 {
     service["components"][0]["port"].as_u64().unwrap() as u16
 }

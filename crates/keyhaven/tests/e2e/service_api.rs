@@ -502,3 +502,179 @@ async fn a_body_that_is_not_a_json_object_is_refused_and_creates_nothing() {
     assert_eq!(list["services"], serde_json::json!([]));
     assert!(p.running_nodes().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protected_service_cannot_be_deleted_and_keeps_running() {
+    let p = Platform::start().await;
+    let (status, body) = p
+        .call(
+            "POST",
+            "/v1/project/default/service",
+            Some(json!({"service_name": "guarded", "service_type": "valkey",
+                        "plan": "startup-4", "termination_protection": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["service"]["termination_protection"], true, "{body}");
+    let s = p.wait_running("guarded").await;
+    let mut con = valkey(&s).await;
+    let _: () = con.set("kept", "yes").await.unwrap();
+    let pid = p.node_pid(&s);
+
+    for _ in 0..2 {
+        let (status, body) = p
+            .call("DELETE", "/v1/project/default/service/guarded", None)
+            .await;
+        assert_eq!(status, 403, "{body}");
+        assert_aiven_error(&body, 403, "termination_protected");
+    }
+    // Still there, still RUNNING, same process, same data.
+    let s = p.service("guarded").await;
+    assert_eq!(s["state"], "RUNNING", "{s}");
+    assert_eq!(s["termination_protection"], true);
+    assert_eq!(p.node_pid(&s), pid);
+    assert!(pid_alive(pid));
+    let v: Option<String> = con.get("kept").await.unwrap();
+    assert_eq!(v.as_deref(), Some("yes"));
+    assert_eq!(p.running_nodes(), vec![pid]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_must_be_in_its_primarys_project() {
+    let p = Platform::start().await;
+    let (status, body) = p
+        .call("POST", "/v1/project", Some(json!({"project": "other"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let create = async |project: &str, name: &str, source: Value| {
+        p.call(
+            "POST",
+            &format!("/v1/project/{project}/service"),
+            Some(
+                json!({"service_name": name, "service_type": "valkey", "plan": "startup-4",
+                        "service_integrations": [source]}),
+            ),
+        )
+        .await
+    };
+    let primary = |project: Option<&str>| {
+        let mut item = json!({"integration_type": "read_replica", "source_service": "origin"});
+        if let Some(project) = project {
+            item["source_project"] = json!(project);
+        }
+        item
+    };
+    // A primary of the same name in both projects: a cross-project request must not be
+    // quietly attached to the one in its own project.
+    for project in ["default", "other"] {
+        let (status, body) = p
+            .call(
+                "POST",
+                &format!("/v1/project/{project}/service"),
+                Some(json!({"service_name": "origin", "service_type": "valkey",
+                            "plan": "startup-4"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    p.wait_running("origin").await;
+
+    for (project, source_project) in [("default", "other"), ("other", "default")] {
+        let (status, body) = create(project, "stray", primary(Some(source_project))).await;
+        assert_eq!(status, 400, "{project} <- {source_project}: {body}");
+        assert_aiven_error(&body, 400, "cross_project_replica");
+        assert!(
+            body["message"].as_str().unwrap().contains("same project"),
+            "{body}"
+        );
+    }
+    // A primary only in another project is not found from this one.
+    let (status, body) = p
+        .call("POST", "/v1/project", Some(json!({"project": "third"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = create("third", "stray", primary(None)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_aiven_error(&body, 404, "source_service_not_found");
+
+    // Nothing was made: no service named stray anywhere, only the two primaries run, and
+    // neither has a link.
+    for project in ["default", "other", "third"] {
+        let (status, body) = p
+            .call("GET", &format!("/v1/project/{project}/service/stray"), None)
+            .await;
+        assert_eq!(status, 404, "{project}: {body}");
+        let (_, body) = p
+            .call("GET", &format!("/v1/project/{project}/service"), None)
+            .await;
+        for s in body["services"].as_array().unwrap() {
+            assert_eq!(s["service_integrations"], json!([]), "{s}");
+        }
+    }
+    wait_for(
+        "the two primaries only",
+        Duration::from_secs(20),
+        async || (p.running_nodes().len() == 2).then_some(()),
+    )
+    .await;
+
+    // The same request within one project is a replica.
+    let (status, body) = create("other", "follower", primary(Some("other"))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = p
+        .call("GET", "/v1/project/other/service/follower", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["service"]["keyhaven_role"], "replica", "{body}");
+}
+
+/// `CONFIG GET key` on a node, through Keyhaven's own admin user.
+async fn node_config(p: &Platform, service: &Value, key: &str) -> String {
+    let mut admin = p.node_connection(service, "keyhaven-admin").await;
+    let got: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(key)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    got.get(key)
+        .unwrap_or_else(|| panic!("no {key} in {got:?}"))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_node_has_its_plans_maxmemory_and_its_eviction_policy() {
+    let p = Platform::start().await;
+    p.create("plain", "startup-4", None).await;
+    let (status, body) = p
+        .call(
+            "POST",
+            "/v1/project/default/service",
+            Some(
+                json!({"service_name": "lru", "service_type": "valkey", "plan": "hobbyist",
+                        "user_config": {"valkey_maxmemory_policy": "allkeys-lru"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let plain = p.wait_running("plain").await;
+    let lru = p.wait_running("lru").await;
+    assert_eq!(lru["user_config"]["valkey_maxmemory_policy"], "allkeys-lru");
+
+    // 70 % of the plan's node memory: startup-4 = 4 GiB, hobbyist = 1 GiB.
+    let seventy_percent = |gib: u64| ((gib << 30) * 70 / 100).to_string();
+    assert_eq!(seventy_percent(4), "3006477107");
+    assert_eq!(
+        node_config(&p, &plain, "maxmemory").await,
+        seventy_percent(4)
+    );
+    assert_eq!(
+        node_config(&p, &plain, "maxmemory-policy").await,
+        "noeviction"
+    );
+    assert_eq!(node_config(&p, &lru, "maxmemory").await, seventy_percent(1));
+    assert_eq!(
+        node_config(&p, &lru, "maxmemory-policy").await,
+        "allkeys-lru"
+    );
+}
