@@ -6,6 +6,9 @@ use keyhaven_core::time::now_micros;
 use keyhaven_core::validate_name;
 use keyhaven_store::ProjectRow;
 
+/// Aiven's project member types.
+const MEMBER_TYPES: &[&str] = &["admin", "developer", "operator", "read_only"];
+
 impl App {
     /// `POST /v1/project`: creates a project; the caller becomes its admin member.
     pub fn project_create(
@@ -32,6 +35,7 @@ impl App {
     }
 
     /// `POST /v1/project/P/invite`: adds an existing user as a member at once.
+    /// (Keyhaven records the member type; every member may do everything in the project.)
     pub fn project_invite(
         &self,
         caller: &Caller,
@@ -39,6 +43,16 @@ impl App {
         email: &str,
         member_type: &str,
     ) -> Result<(), AppError> {
+        if !MEMBER_TYPES.contains(&member_type) {
+            return Err(AppError::invalid(
+                "invalid_member_type",
+                format!(
+                    "member_type '{}' is not one of {}",
+                    member_type.chars().take(64).collect::<String>(),
+                    MEMBER_TYPES.join(", ")
+                ),
+            ));
+        }
         self.store.write(|tx| {
             visible_project(tx, caller, project)?;
             let user = tx.user_by_email(&fold_email(email))?.ok_or_else(|| {

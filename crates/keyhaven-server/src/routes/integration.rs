@@ -34,7 +34,8 @@ pub async fn service_integration_list(
 /// creation.
 #[utoipa::path(post, path = "/v1/project/{project}/integration", tag = "integration",
     params(("project" = String, Path)), request_body = IntegrationCreateRequest,
-    responses((status = 200, body = ServiceIntegration), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 400, body = ErrorBody, description = "Always: a read_replica link is made at service creation, and Keyhaven has no other integration type"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn service_integration_create(
     State(app): State<Arc<App>>,
     Auth(caller): Auth,

@@ -142,6 +142,16 @@ async fn an_email_is_one_account_in_any_letter_case() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // A member type Aiven does not have is refused, not stored.
+    let (status, body) = p
+        .call(
+            "POST",
+            "/v1/project/default/invite",
+            Some(json!({"user_email": "bob@example.com", "member_type": "owner'; --"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["error_code"], "invalid_member_type");
 }
 
 #[tokio::test(flavor = "multi_thread")]
