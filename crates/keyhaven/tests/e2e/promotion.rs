@@ -134,6 +134,39 @@ async fn a_lossy_promotion_detaches_from_a_stalled_primary_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_primary_is_alive_not_down() {
+    let p = Platform::start().await;
+    let (primary, _) = pair(&p, "frozen", "thawed").await;
+    let link = p.link_id("thawed").await;
+    // SIGSTOP: the process exists but answers nothing, as a hung host process would.
+    let pid = p.node_pid(&primary);
+    signal(pid, "-STOP");
+    let refused = p.delete_link(&link).await;
+    let lossy = p
+        .call(
+            "DELETE",
+            &format!("/v1/project/default/integration/{link}?lossy=true"),
+            None,
+        )
+        .await;
+    signal(pid, "-CONT");
+    let (status, body) = refused;
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "primary_unresponsive"),
+        "{body}"
+    );
+    let (status, body) = lossy;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("lossy"),
+        "{body}"
+    );
+    let s = p.wait_running("thawed").await;
+    assert_eq!(s["keyhaven_role"], "primary");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_killed_primary_is_detached_at_once_with_the_measured_gap_recorded() {
     // The nodes run through a wrapper, so the test can keep the killed primary from
     // restarting (as on a host whose valkey-server can no longer start).
