@@ -7,6 +7,7 @@
 //! exception is promotion, a bounded, explicit procedure that talks to both nodes
 //! (see `promotion.rs`).
 
+mod detach;
 mod error;
 pub mod failpoint;
 pub mod identity;
