@@ -62,6 +62,8 @@ pub struct ServicePlan {
     pub node_count: u32,
     pub node_memory_mb: u64,
     pub disk_space_mb: u64,
+    /// Aiven's field: the share of node memory Valkey may use (`maxmemory`).
+    pub max_memory_percent: u64,
     /// Plans a read replica may have are marked (Startup plans only).
     pub read_replica_allowed: bool,
     /// Per cloud: `{price_usd, node_memory_mb, disk_space_mb, node_cpu_count}`.

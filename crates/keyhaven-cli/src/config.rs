@@ -89,6 +89,7 @@ impl Settings {
             .or_else(local_admin_token);
         let project = project
             .map(str::to_string)
+            .or_else(|| opts.project.clone())
             .or_else(|| env("KEYHAVEN_PROJECT"))
             .or(file.default_project.clone())
             .unwrap_or_else(|| "default".into());

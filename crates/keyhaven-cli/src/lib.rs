@@ -4,7 +4,8 @@
 //! public `/v1` API, so it behaves exactly like the API and the console.
 //!
 //! Connection settings, highest precedence first: flags (`--url`, `--auth-token`,
-//! `--project`), environment (`KEYHAVEN_URL`, `KEYHAVEN_AUTH_TOKEN`, `KEYHAVEN_PROJECT`), the
+//! `--project`, `--json`, taken before the command as avn takes them, or after it; a flag
+//! after the command wins), environment (`KEYHAVEN_URL`, `KEYHAVEN_AUTH_TOKEN`, `KEYHAVEN_PROJECT`), the
 //! config file written by `user login` and `project switch`, then defaults (`http://127.0.0.1:8080`,
 //! project `default`, and the admin token of a server running from `./keyhaven-data`).
 
@@ -14,6 +15,7 @@ mod output;
 mod project;
 mod service;
 mod user;
+mod user_config;
 
 use clap::{Args, Subcommand};
 pub use client::{Client, ClientError};
@@ -31,6 +33,47 @@ pub struct ConnOpts {
     /// Print the API's JSON objects instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// The project given before the command (`keyhaven --project P service list`); a
+    /// verb's own `--project` wins over it.
+    #[arg(skip)]
+    pub project: Option<String>,
+}
+
+/// The connection flags as avn takes them: before the command
+/// (`keyhaven --url U --auth-token T service list`). The same flags after the command
+/// win over these.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalOpts {
+    /// Keyhaven server URL [env: KEYHAVEN_URL] [default: http://127.0.0.1:8080]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// API token [env: KEYHAVEN_AUTH_TOKEN]
+    #[arg(long)]
+    pub auth_token: Option<String>,
+    /// Project [env: KEYHAVEN_PROJECT] [default: the config file's, else `default`]
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Print the API's JSON objects instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GlobalOpts {
+    /// Whether any flag was given (they mean nothing to `server`, `down`, ...).
+    pub fn any(&self) -> bool {
+        self.url.is_some() || self.auth_token.is_some() || self.project.is_some() || self.json
+    }
+}
+
+impl ConnOpts {
+    /// These flags (given after the command) over the ones given before it.
+    fn over(mut self, before: &GlobalOpts) -> ConnOpts {
+        self.url = self.url.or_else(|| before.url.clone());
+        self.auth_token = self.auth_token.or_else(|| before.auth_token.clone());
+        self.project = self.project.or_else(|| before.project.clone());
+        self.json |= before.json;
+        self
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,11 +86,21 @@ pub enum ClientCommand {
     User(user::UserCmd),
 }
 
-/// Runs a client command; the error's text is what the user sees.
-pub async fn run(cmd: ClientCommand) -> Result<(), ClientError> {
+/// Runs a client command with the flags given before it; the error's text is what the
+/// user sees.
+pub async fn run(cmd: ClientCommand, before: &GlobalOpts) -> Result<(), ClientError> {
     match cmd {
-        ClientCommand::Service(c) => service::run(c).await,
-        ClientCommand::Project(c) => project::run(c).await,
-        ClientCommand::User(c) => user::run(c).await,
+        ClientCommand::Service(mut c) => {
+            c.conn = c.conn.over(before);
+            service::run(c).await
+        }
+        ClientCommand::Project(mut c) => {
+            c.conn = c.conn.over(before);
+            project::run(c).await
+        }
+        ClientCommand::User(mut c) => {
+            c.conn = c.conn.over(before);
+            user::run(c).await
+        }
     }
 }

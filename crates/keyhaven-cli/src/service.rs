@@ -20,6 +20,20 @@ const SERVICE_COLUMNS: &[&str] = &[
     "create_time",
     "update_time",
 ];
+/// `service get` and `service update`: the list's columns and termination protection
+/// (the state column shows POWEROFF).
+const GET_COLUMNS: &[&str] = &[
+    "service_name",
+    "service_type",
+    "state",
+    "role",
+    "primary",
+    "cloud_name",
+    "plan",
+    "termination_protection",
+    "create_time",
+    "update_time",
+];
 /// avn's columns for integrations.
 const INTEGRATION_COLUMNS: &[&str] = &[
     "service_integration_id",
@@ -50,7 +64,7 @@ fn integration_row(i: &Value) -> Value {
 #[derive(Args, Debug)]
 pub struct ServiceCmd {
     #[command(flatten)]
-    conn: ConnOpts,
+    pub(crate) conn: ConnOpts,
     #[command(subcommand)]
     verb: ServiceVerb,
 }
@@ -98,6 +112,41 @@ enum ServiceVerb {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
         /// Name of the new service
+        name: String,
+    },
+    /// Change a service: its plan, user_config, power, termination protection (as
+    /// `avn service update`). Only what is given changes; `-c` values take the type the
+    /// service type's user_config schema gives their key (numbers, booleans, strings).
+    ///
+    /// Examples:
+    ///   keyhaven service update -p startup-8 primary
+    ///   keyhaven service update -c valkey_maxmemory_policy=allkeys-lru primary
+    ///   keyhaven service update --power-off replica
+    ///   keyhaven service update --power-on replica && keyhaven service wait replica
+    ///   keyhaven service update --disable-termination-protection primary
+    #[command(verbatim_doc_comment)]
+    Update {
+        #[command(flatten)]
+        project: ProjectOpt,
+        /// New plan: hobbyist, startup-4, startup-8, ...
+        #[arg(short = 'p', long)]
+        plan: Option<String>,
+        /// user_config entries to set, e.g. -c valkey_maxmemory_policy=allkeys-lru
+        #[arg(short = 'c', value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// Stop the service's node and keep its data (state POWEROFF)
+        #[arg(long, conflicts_with = "power_on")]
+        power_off: bool,
+        /// Start a powered-off service again, with its data
+        #[arg(long)]
+        power_on: bool,
+        /// Refuse deleting or powering off the service until protection is disabled
+        #[arg(long, conflicts_with = "disable_termination_protection")]
+        enable_termination_protection: bool,
+        /// Allow deleting and powering off the service again
+        #[arg(long)]
+        disable_termination_protection: bool,
+        /// Service name
         name: String,
     },
     /// List the project's services.
@@ -218,13 +267,7 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             name,
         } => {
             let c = client(conn, &project)?;
-            let mut user_config = serde_json::Map::new();
-            for kv in &config {
-                let (k, v) = kv.split_once('=').ok_or_else(|| {
-                    ClientError::Usage(format!("-c expects KEY=VALUE, got '{kv}'"))
-                })?;
-                user_config.insert(k.to_string(), Value::String(v.to_string()));
-            }
+            let user_config = user_config(&c, &service_type, &config).await?;
             let integrations = match &read_replica_for {
                 Some(p) => json!([{"integration_type": "read_replica", "source_service": p}]),
                 None => json!([]),
@@ -262,6 +305,37 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             }
             Ok(())
         }
+        ServiceVerb::Update {
+            project,
+            plan,
+            config,
+            power_off,
+            power_on,
+            enable_termination_protection,
+            disable_termination_protection,
+            name,
+        } => {
+            let c = client(conn, &project)?;
+            let user_config = user_config(&c, "valkey", &config).await?;
+            let body = update_body(
+                plan,
+                user_config,
+                flag(power_on, power_off),
+                flag(
+                    enable_termination_protection,
+                    disable_termination_protection,
+                ),
+            );
+            let resp: Value = c
+                .put(&c.project_path(&format!("/service/{name}")), &body)
+                .await?;
+            if c.settings.json {
+                output::json(&resp["service"]);
+            } else {
+                output::table(GET_COLUMNS, &[service_row(&resp["service"])]);
+            }
+            Ok(())
+        }
         ServiceVerb::List { project } => {
             let c = client(conn, &project)?;
             let resp: Value = c.get(&c.project_path("/service")).await?;
@@ -274,7 +348,7 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             if c.settings.json {
                 output::json(&s);
             } else {
-                output::table(SERVICE_COLUMNS, &[service_row(&s)]);
+                output::table(GET_COLUMNS, &[service_row(&s)]);
             }
             Ok(())
         }
@@ -411,6 +485,55 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
     }
 }
 
+/// `true` for the first flag of a pair, `false` for the second, nothing for neither
+/// (clap refuses both).
+fn flag(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// The body of `PUT .../service/S`, as avn sends it: `user_config` always (`{}` changes
+/// nothing), every other key only when given. Unlike avn, which re-sends the plan it read
+/// when no `-p` is given, no plan is sent then: a plan changed meanwhile is not undone.
+fn update_body(
+    plan: Option<String>,
+    user_config: serde_json::Map<String, Value>,
+    powered: Option<bool>,
+    termination_protection: Option<bool>,
+) -> Value {
+    let mut body = json!({ "user_config": user_config });
+    if let Some(plan) = plan {
+        body["plan"] = json!(plan);
+    }
+    if let Some(powered) = powered {
+        body["powered"] = json!(powered);
+    }
+    if let Some(protection) = termination_protection {
+        body["termination_protection"] = json!(protection);
+    }
+    body
+}
+
+/// `-c KEY=VALUE` pairs as a `user_config` object, typed by the service type's schema
+/// (read from the API only when there are pairs).
+async fn user_config(
+    c: &Client,
+    service_type: &str,
+    pairs: &[String],
+) -> Result<serde_json::Map<String, Value>, ClientError> {
+    if pairs.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    let service_type: Value = c
+        .get(&c.project_path(&format!("/service-types/{service_type}")))
+        .await?;
+    crate::user_config::parse(pairs, &service_type["user_config_schema"])
+        .map_err(ClientError::Usage)
+}
+
 fn report(c: &Client, resp: &Value) {
     if c.settings.json {
         output::json(resp);
@@ -545,5 +668,28 @@ pub async fn wait_running(
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_sends_user_config_always_and_the_rest_only_when_given() {
+        assert_eq!(
+            update_body(None, serde_json::Map::new(), None, None),
+            json!({"user_config": {}})
+        );
+        let mut config = serde_json::Map::new();
+        config.insert("valkey_maxmemory_policy".into(), json!("allkeys-lru"));
+        assert_eq!(
+            update_body(Some("startup-8".into()), config, Some(false), Some(true)),
+            json!({"plan": "startup-8", "powered": false, "termination_protection": true,
+                   "user_config": {"valkey_maxmemory_policy": "allkeys-lru"}})
+        );
+        assert_eq!(flag(true, false), Some(true));
+        assert_eq!(flag(false, true), Some(false));
+        assert_eq!(flag(false, false), None);
     }
 }

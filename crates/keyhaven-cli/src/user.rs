@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 #[derive(Args, Debug)]
 pub struct UserCmd {
     #[command(flatten)]
-    conn: ConnOpts,
+    pub(crate) conn: ConnOpts,
     #[command(subcommand)]
     verb: UserVerb,
 }

@@ -16,6 +16,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
     paths(
         meta::healthz, meta::readyz, meta::cloud_list, meta::service_type_list,
         meta::project_service_type_list, meta::project_service_type_get, meta::vpc_list,
+        meta::project_cloud_list, meta::unnamed_project_cloud_list,
         identity::user_create, identity::user_auth, identity::me,
         identity::access_token_list, identity::access_token_create, identity::access_token_revoke,
         project::project_list, project::project_create, project::project_get, project::project_invite,

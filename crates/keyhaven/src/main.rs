@@ -17,10 +17,14 @@ use std::process::ExitCode;
   keyhaven service create -p startup-4 --read-replica-for primary replica --wait
   keyhaven service replicas primary
   keyhaven service promote replica
+  keyhaven --url http://10.0.0.5:8080 --auth-token \"$TOKEN\" service list
 
 Every command's --help has examples."
 )]
 struct Cli {
+    /// Connection flags before the command, as avn takes them (client commands only).
+    #[command(flatten)]
+    before: keyhaven_cli::GlobalOpts,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,11 +57,20 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
+    if cli.before.any() && !matches!(cli.command, Command::Client(_)) {
+        eprintln!(
+            "error: --url, --auth-token, --project and --json before a command apply to client commands (service, project, user) only"
+        );
+        return ExitCode::from(2);
+    }
+    let before = cli.before;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Down(args) => server::down(args).await,
-            Command::Client(cmd) => keyhaven_cli::run(cmd).await.map_err(anyhow::Error::from),
+            Command::Client(cmd) => keyhaven_cli::run(cmd, &before)
+                .await
+                .map_err(anyhow::Error::from),
             Command::Completion { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(

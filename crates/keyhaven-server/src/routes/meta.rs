@@ -30,10 +30,10 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Valu
     Ok(Json(json!({"status": "ready"})))
 }
 
-/// Clouds of this server's configuration (no token needed).
-#[utoipa::path(get, path = "/v1/clouds", tag = "meta", security(()), responses((status = 200, body = CloudList)))]
-pub async fn cloud_list(State(app): State<Arc<App>>) -> Json<CloudList> {
-    Json(CloudList {
+/// The clouds of this server's configuration, in Aiven's fields only: where a cloud's
+/// instance listens and whether it is alive are not for anonymous callers.
+fn clouds(app: &App) -> CloudList {
+    CloudList {
         clouds: app
             .config
             .clouds
@@ -45,7 +45,40 @@ pub async fn cloud_list(State(app): State<Arc<App>>) -> Json<CloudList> {
                 provider: c.provider.clone(),
             })
             .collect(),
-    })
+    }
+}
+
+/// Clouds of this server's configuration (no token needed).
+#[utoipa::path(get, path = "/v1/clouds", tag = "meta", security(()), responses((status = 200, body = CloudList)))]
+pub async fn cloud_list(State(app): State<Arc<App>>) -> Json<CloudList> {
+    Json(clouds(&app))
+}
+
+/// Clouds a project's services can be placed in (`avn cloud list --project P`): every
+/// cloud of this server, for members of the project (404 otherwise).
+#[utoipa::path(get, path = "/v1/project/{project}/clouds", tag = "meta",
+    params(("project" = String, Path)),
+    responses((status = 200, body = CloudList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn project_cloud_list(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    ApiPath(project): ApiPath<String>,
+) -> Result<Json<CloudList>, HttpError> {
+    app.project_for(&caller, &project)?;
+    Ok(Json(clouds(&app)))
+}
+
+/// `avn cloud list` without a project: aiven-client 4.18 asks for
+/// `/v1/project//clouds` (an empty project name, never `/v1/clouds`) whenever no
+/// `--project` and no `default_project` is set. An empty name is no project, so this is
+/// the server's cloud list; it takes a token like every `/v1/project` path.
+#[utoipa::path(get, path = "/v1/project//clouds", tag = "meta",
+    responses((status = 200, body = CloudList), (status = 403, body = ErrorBody)))]
+pub async fn unnamed_project_cloud_list(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+) -> Json<CloudList> {
+    Json(clouds(&app))
 }
 
 fn valkey_type(app: &App) -> ServiceType {
@@ -91,6 +124,7 @@ fn valkey_type(app: &App) -> ServiceType {
                     node_count: 1,
                     node_memory_mb: plan.node_memory_mb,
                     disk_space_mb: plan.disk_space_mb(),
+                    max_memory_percent: keyhaven_core::plan::MAXMEMORY_PERCENT,
                     read_replica_allowed: plan.allows_read_replica(),
                     regions,
                 }

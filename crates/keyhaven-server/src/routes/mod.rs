@@ -55,6 +55,16 @@ pub(crate) fn routes() -> Vec<Route> {
             meta::project_service_type_get,
         ),
         route(M::GET, "/v1/project/{project}/vpcs", meta::vpc_list),
+        route(
+            M::GET,
+            "/v1/project/{project}/clouds",
+            meta::project_cloud_list,
+        ),
+        route(
+            M::GET,
+            "/v1/project//clouds",
+            meta::unnamed_project_cloud_list,
+        ),
         route(M::POST, "/v1/user", identity::user_create),
         route(M::POST, "/v1/userauth", identity::user_auth),
         route(M::GET, "/v1/me", identity::me),

@@ -180,3 +180,131 @@ async fn avn_creates_lists_and_revokes_access_tokens_by_prefix() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avn_lists_clouds_with_and_without_a_project_and_the_plans() {
+    let p = Platform::start().await;
+    let avn = Avn::new(&p);
+
+    // Without --project (and no default_project), avn 4.18 asks for /v1/project//clouds.
+    for args in ["cloud list", "cloud list --project default"] {
+        let table = avn.ok(args);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].contains("CLOUD_NAME") && lines[0].contains("GEO_REGION"),
+            "{args}: {table}"
+        );
+        assert!(
+            lines[2].contains("local") && lines[2].contains("this-host"),
+            "{args}: {table}"
+        );
+    }
+    let clouds: Value =
+        serde_json::from_str(&avn.ok("cloud list --project default --json")).unwrap();
+    assert_eq!(
+        clouds,
+        serde_json::json!([{"cloud_name": "local", "cloud_description": "Local processes on this host",
+                            "geo_region": "this-host", "provider": "local"}])
+    );
+    // A project the caller is not a member of is answered like a missing one.
+    let (status, body) = p
+        .call(
+            "POST",
+            "/v1/user",
+            Some(serde_json::json!({"email": "outsider@example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let outsider = body["token"].as_str().unwrap().to_string();
+    let (status, body) = p
+        .call_as(&outsider, "GET", "/v1/project/default/clouds", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        p.call_as(&outsider, "GET", "/v1/project//clouds", None)
+            .await
+            .0,
+        200
+    );
+    let missing = avn.run("cloud list --project nope");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("(status 404)"),
+        "{missing:?}"
+    );
+
+    // Plans: without --cloud avn shows the service type only, with it every plan and price.
+    let plans = avn.ok("service plans --service-type valkey --project default");
+    assert!(
+        plans.contains("Used cloud not defined")
+            && plans.contains("Valkey - In-memory data store Plans:"),
+        "{plans}"
+    );
+    let plans = avn.ok("service plans --service-type valkey --project default --cloud local");
+    for line in [
+        "valkey:hobbyist                $0.000/h  Hobbyist (1 CPU, 1 GB RAM, 20 GB disk)",
+        "valkey:startup-4               $0.000/h  Startup-4 (1 CPU, 4 GB RAM, 80 GB disk)",
+        "valkey:startup-200             $0.000/h  Startup-200 (1 CPU, 200 GB RAM, 4000 GB disk)",
+    ] {
+        assert!(plans.contains(line), "no '{line}' in:\n{plans}");
+    }
+    assert!(
+        avn.ok("service plans --service-type valkey --project default --cloud local --monthly")
+            .contains("$0/mo")
+    );
+    let types: Value =
+        serde_json::from_str(&avn.ok("service plans --project default --cloud local --json"))
+            .unwrap();
+    let startup4 = types["valkey"]["service_plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["service_plan"] == "startup-4")
+        .unwrap()
+        .clone();
+    assert_eq!(startup4["max_memory_percent"], 70);
+    assert_eq!(startup4["regions"]["local"]["node_memory_mb"], 4096);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avn_service_cli_runs_valkey_cli_against_the_service() {
+    let p = Platform::start().await;
+    let avn = Avn::new(&p);
+    p.create("cache", "hobbyist", None).await;
+    p.wait_running("cache").await;
+    let cli = workspace_root().join(".venv/bin/valkey-cli");
+    assert!(
+        cli.exists(),
+        "{} is missing: run scripts/setup",
+        cli.display()
+    );
+    // avn execs `valkey-cli -h HOST -p PORT --user default` with REDISCLI_AUTH set.
+    let path = format!(
+        "{}:{}",
+        workspace_root().join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |args: &str| {
+        let out = Command::new(Avn::binary())
+            .args(["--url", &p.base])
+            .args(args.split_whitespace())
+            .env("AIVEN_CONFIG_DIR", avn.config_dir.path())
+            .env("AIVEN_AUTH_TOKEN", &p.token)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "avn {args}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        run("service cli --project default cache SET via-cli hello").trim(),
+        "OK"
+    );
+    assert_eq!(
+        run("service cli --project default cache GET via-cli").trim(),
+        "hello"
+    );
+    let mut con = valkey(&p.service("cache").await).await;
+    let v: Option<String> = con.get("via-cli").await.unwrap();
+    assert_eq!(v.as_deref(), Some("hello"));
+}
