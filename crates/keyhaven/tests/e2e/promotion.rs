@@ -336,6 +336,62 @@ async fn a_replica_that_cannot_catch_up_is_refused_and_the_primary_resumes_withi
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_replica_cut_off_its_primary_is_refused_without_pausing_the_primary() {
+    let p = Platform::start().await;
+    let (primary, replica) = pair(&p, "source", "orphan").await;
+    let link = p.link_id("orphan").await;
+    // A wrong replication password and its link closed: the replica cannot reconnect.
+    let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("primaryauth")
+        .arg("wrong")
+        .query_async(&mut ra)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("master")
+        .query_async(&mut ra)
+        .await
+        .unwrap();
+    wait_for("the link to be down", Duration::from_secs(10), async || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut ra)
+            .await
+            .unwrap();
+        info.contains("master_link_status:down").then_some(())
+    })
+    .await;
+    let writers = Writers::start(&primary, 1, 20, 100).await;
+    wait_for("some writes", Duration::from_secs(10), async || {
+        (writers.acked()[0] > 200).then_some(())
+    })
+    .await;
+    let sent = now_us();
+    let (status, body) = p.delete_link(&link).await;
+    let answered = now_us();
+    let acks = writers.stop().await.remove(0);
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "replica_not_linked"),
+        "{body}"
+    );
+    // Refused before any pause: the writer never waited anywhere near the catch-up
+    // budget (1 s of the default 2 s bound).
+    let longest = acks
+        .windows(2)
+        .filter(|w| w[1].0 >= sent && w[0].0 <= answered)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or(0);
+    assert!(longest < 500_000, "writes waited {longest} µs");
+    assert_still_a_replica(&p, "orphan", &link).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn promotion_under_write_load_keeps_a_gap_free_prefix_of_every_acknowledged_write() {
     // A generous bound (catch-up budget 3 s): the test must not depend on how fast a
     // loaded machine replays the burst.
