@@ -37,6 +37,27 @@ pub struct ServiceCreateRequest {
     pub project_vpc_id: Option<String>,
 }
 
+/// What `PUT /v1/project/P/service/S` takes (what `avn service update` sends). Every key
+/// is optional; an absent or null key changes nothing, and so does an empty `user_config`.
+/// Any other key Aiven has (`disk_space_mb`, `karapace`, `project_vpc_id`, `maintenance`,
+/// ...) answers 400 naming it when it is set, as does a `cloud` other than the service's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ServiceUpdateRequest {
+    /// A new plan, applied live (`maxmemory`); refused (409) when the data in use would not
+    /// fit, and for replicas smaller than their primary.
+    #[schema(pattern = "^(hobbyist|startup-(4|8|14|28|56|112|200))$")]
+    pub plan: Option<String>,
+    /// Keys to change, validated as at creation (unknown keys 400); keys not named keep
+    /// their value.
+    #[schema(value_type = Option<Object>)]
+    pub user_config: Option<serde_json::Value>,
+    /// false stops the node and keeps its data (state POWEROFF); true starts it again.
+    pub powered: Option<bool>,
+    pub termination_protection: Option<bool>,
+    /// Only the service's own cloud is accepted: Keyhaven does not move services.
+    pub cloud: Option<String>,
+}
+
 /// One `service_integrations` item of a service create.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ServiceIntegrationItem {

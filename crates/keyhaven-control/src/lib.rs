@@ -3,9 +3,9 @@
 //! towards the desired state. It knows nothing of HTTP: operations take plain arguments
 //! and return rows or an [`AppError`], which the server maps to status codes in one place.
 //!
-//! Request handlers here only read and write the store, then wake the reconciler; the one
-//! exception is promotion, a bounded, explicit procedure that talks to both nodes
-//! (see `promotion.rs`).
+//! Request handlers here only read and write the store, then wake the reconciler; the
+//! exceptions are promotion, a bounded, explicit procedure that talks to both nodes
+//! (see `promotion.rs`), and a credentials reset (see `update.rs`).
 
 mod detach;
 mod error;
@@ -18,6 +18,7 @@ pub mod reconciler;
 mod secret;
 pub mod service;
 mod spec;
+pub mod update;
 
 pub use error::AppError;
 pub use identity::Caller;
@@ -77,6 +78,11 @@ pub struct App {
     /// When the reconciler last tried to roll each `promoting` link forward.
     /// Last attempt and number of attempts so far.
     roll_forward_attempts: Mutex<HashMap<String, (Instant, u32)>>,
+    /// One lock per service, held by the reconciler from reading a service's spec to
+    /// ensuring its node, and by a credentials reset from setting the new password on the
+    /// node to recording it: a reconciler pass that read the old password never puts it
+    /// back on the node after the reset answered.
+    node_guards: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl App {
@@ -94,7 +100,17 @@ impl App {
             promotions_in_flight: Mutex::default(),
             removals: Mutex::default(),
             roll_forward_attempts: Mutex::default(),
+            node_guards: Mutex::default(),
         })
+    }
+
+    pub(crate) fn node_guard(&self, service_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.node_guards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(service_id.to_string())
+            .or_default()
+            .clone()
     }
 
     pub fn cloud(&self, name: &str) -> Option<&Cloud> {

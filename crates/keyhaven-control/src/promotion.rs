@@ -246,6 +246,15 @@ impl App {
             // Only a replica that never held a whole dataset is refused here; one that is
             // merely slow to answer, or resyncing, goes on to the procedure, whose checks
             // name the real reason if it cannot be promoted now.
+            if !replica.powered {
+                return Err(AppError::conflict(
+                    "replica_powered_off",
+                    format!(
+                        "Replica '{}' is powered off; power it on and promote it once it is RUNNING",
+                        replica.name
+                    ),
+                ));
+            }
             if replica.state == ServiceState::Rebuilding
                 && !replica.health.synced
                 && !replica.health.current

@@ -8,9 +8,12 @@
 //! One activation:
 //! 1. releases retired nodes (deleted services): stop the process, free the port;
 //! 2. rolls forward promotions left `promoting` by a crash;
-//! 3. ensures every service's node runs in its desired role (generations only go up);
-//! 4. observes every node (primaries first, so a replica's offset is compared with an
-//!    offset its primary had *before*) and records state and replication health.
+//! 3. ensures every service's node runs in its desired role (generations only go up), with
+//!    its plan's `maxmemory` and its `maxmemory-policy` applied live; a powered-off
+//!    service's node is stopped instead (its data and port kept) and never started;
+//! 4. observes every powered node (primaries first, so a replica's offset is compared with
+//!    an offset its primary had *before*) and records state and replication health; a
+//!    powered-off one is recorded POWEROFF once its process is gone.
 
 use crate::App;
 use crate::spec::node_spec;
@@ -20,7 +23,7 @@ use keyhaven_runtime::Ensured;
 use keyhaven_runtime::admin::Admin;
 use keyhaven_runtime::info::Info;
 use keyhaven_store::{IntegrationRow, LinkStatus, ServiceRow};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -39,12 +42,18 @@ const ROLL_FORWARD_RETRY: Duration = Duration::from_secs(2);
 const ROLL_FORWARD_MAX_DELAY: Duration = Duration::from_secs(60);
 /// How often an unchanged observation is written again (to refresh `observed_at`).
 const UNCHANGED_REWRITE: Duration = Duration::from_secs(5);
+/// How long a node that has not answered since it was created (or powered on) is taken to
+/// be starting: its "connection refused" is then no error to show. A node still silent
+/// after this long shows why.
+const FIRST_START_GRACE: Duration = Duration::from_secs(10);
 
 /// What one activation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub services: usize,
     pub running: usize,
+    /// Powered-off services whose node is stopped, as desired.
+    pub powered_off: usize,
     pub started: usize,
     /// Deleted services whose node release was started.
     pub released: usize,
@@ -54,7 +63,9 @@ pub struct Report {
 
 impl Report {
     fn busy(&self) -> bool {
-        self.running < self.services || self.started > 0 || !self.errors.is_empty()
+        self.running + self.powered_off < self.services
+            || self.started > 0
+            || !self.errors.is_empty()
     }
 }
 
@@ -65,7 +76,8 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let report = activate(&app).await;
         if last.as_ref() != Some(&report) {
-            info!(services = report.services, running = report.running, started = report.started,
+            info!(services = report.services, running = report.running,
+                  powered_off = report.powered_off, started = report.started,
                   released = report.released, rolled_forward = report.rolled_forward,
                   errors = ?report.errors, "reconciler activation");
         }
@@ -148,7 +160,13 @@ pub async fn activate(app: &Arc<App>) -> Report {
     let host = app.service_host().to_string();
     report.services = services.len();
     let mut ensure_errors: HashMap<String, String> = HashMap::new();
+    // Powered-off services whose node was found stopped or was stopped in this activation.
+    let mut stopped: HashSet<String> = HashSet::new();
     for service in &services {
+        // Held from the read to the ensure: a credentials reset never has its new password
+        // overwritten by a spec read before it.
+        let guard = app.node_guard(&service.id);
+        let _held = guard.lock().await;
         // Read again right before acting: a promotion may have started since the load,
         // and a stale spec must never be applied to a node under promotion.
         let fresh = app.store.read(|tx| {
@@ -176,6 +194,18 @@ pub async fn activate(app: &Arc<App>) -> Report {
             .as_ref()
             .is_some_and(|l| l.status == LinkStatus::Promoting || app.promotion_in_flight(&l.id))
         {
+            continue;
+        }
+        if !row.powered {
+            // Stopped, never started: its data and port stay for the power-on.
+            match app.runtime.stop(&row.id).await {
+                Ok(_) => {
+                    stopped.insert(row.id.clone());
+                }
+                Err(e) => {
+                    ensure_errors.insert(service.id.clone(), e.to_string());
+                }
+            }
             continue;
         }
         let spec = node_spec(&row, source.as_ref(), &host);
@@ -252,7 +282,10 @@ pub async fn activate(app: &Arc<App>) -> Report {
     // nodes of each group in parallel, so one hung node costs one timeout, not one each.
     let mut observed: HashMap<String, (NodeHealth, Option<Info>)> = HashMap::new();
     let mut primaries = tokio::task::JoinSet::new();
-    for service in services.iter().filter(|s| s.role == Role::Primary) {
+    for service in services
+        .iter()
+        .filter(|s| s.role == Role::Primary && s.powered)
+    {
         let (host, service) = (host.clone(), service.clone());
         primaries.spawn(async move { (service.id.clone(), observe(&host, &service, None).await) });
     }
@@ -260,7 +293,10 @@ pub async fn activate(app: &Arc<App>) -> Report {
         observed.insert(id, result);
     }
     let mut replicas = tokio::task::JoinSet::new();
-    for service in services.iter().filter(|s| s.role == Role::Replica) {
+    for service in services
+        .iter()
+        .filter(|s| s.role == Role::Replica && s.powered)
+    {
         let primary_info = sources
             .get(service.id.as_str())
             .and_then(|l| observed.get(&l.source_service_id))
@@ -278,14 +314,28 @@ pub async fn activate(app: &Arc<App>) -> Report {
     let now = now_micros();
     let mut updates = Vec::new();
     for service in &services {
-        let Some((mut health, _)) = observed.remove(&service.id) else {
-            continue;
+        let (state, health) = if service.powered {
+            let Some((mut health, _)) = observed.remove(&service.id) else {
+                continue;
+            };
+            if !health.answered && starting(service, now) {
+                // Not answering yet is what a starting node does: no error to show.
+                health.error = None;
+            }
+            // Why the node could not be started explains "does not answer" better.
+            if let Some(e) = ensure_errors.remove(&service.id) {
+                health.error = Some(e);
+            }
+            (state_of(service, &health), health)
+        } else if stopped.contains(&service.id) {
+            report.powered_off += 1;
+            (ServiceState::Poweroff, powered_off_health(service))
+        } else {
+            // Not stopped yet (the stop failed): the state stays, the error shows why.
+            let mut health = service.health.clone();
+            health.error = ensure_errors.remove(&service.id);
+            (service.state, health)
         };
-        // Why the node could not be started explains "does not answer" better.
-        if let Some(e) = ensure_errors.remove(&service.id) {
-            health.error = Some(e);
-        }
-        let state = state_of(service, &health);
         if state == ServiceState::Running {
             report.running += 1;
         }
@@ -316,6 +366,29 @@ pub async fn activate(app: &Arc<App>) -> Report {
         report.errors.push(e.to_string());
     }
     report
+}
+
+/// Whether a node that does not answer is still in its first start: it has not answered
+/// since the service was created or powered on (the last observation did not answer and
+/// showed no error either), and that was less than [`FIRST_START_GRACE`] ago.
+fn starting(service: &ServiceRow, now: i64) -> bool {
+    service.state != ServiceState::Running
+        && !service.health.answered
+        && service.health.error.is_none()
+        && now - service.update_time < FIRST_START_GRACE.as_micros() as i64
+}
+
+/// What is shown of a powered-off node: nothing runs, and what a later check needs (the
+/// data in use, whether a replica ever held a whole dataset) is kept.
+fn powered_off_health(service: &ServiceRow) -> NodeHealth {
+    let h = &service.health;
+    NodeHealth {
+        observed_at: h.observed_at,
+        used_memory: h.used_memory,
+        synced: h.synced,
+        bytes_behind: h.bytes_behind,
+        ..NodeHealth::default()
+    }
 }
 
 /// The read_replica link of each replica, keyed by the replica's id.
@@ -371,6 +444,9 @@ async fn observe(
         // report it, and whether the replica ever held a whole dataset.
         bytes_behind: service.health.bytes_behind,
         synced: service.health.synced,
+        // The last figure stays when the node does not answer: a plan change is checked
+        // against it.
+        used_memory: service.health.used_memory,
         ..NodeHealth::default()
     };
     let observed = async {
@@ -395,6 +471,7 @@ async fn observe(
     } else if info.get("rdb_last_bgsave_status") == Some("err") {
         health.error = Some("valkey-server could not save its snapshot (is the disk full?)".into());
     }
+    health.used_memory = info.int("used_memory");
     health.valkey_role = info.get("role").map(str::to_string);
     if health.valkey_role.as_deref() == Some("master") {
         health.repl_offset = info.int("master_repl_offset");

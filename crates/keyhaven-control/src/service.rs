@@ -128,6 +128,24 @@ impl App {
                 Some(source_name) => Some(check_replica_source(tx, project, source_name)?),
                 None => None,
             };
+            // A replica must hold its primary's data, or it would refuse writes (OOM) the
+            // moment it is promoted.
+            if let Some(source) = &source
+                && let Some(source_plan) = Plan::find(&source.plan)
+                && plan.node_memory_mb < source_plan.node_memory_mb
+            {
+                return Err(AppError::invalid(
+                    "replica_plan_too_small",
+                    format!(
+                        "A read replica must hold its primary's data: plan {} ({} MiB) is smaller than primary '{}''s plan {} ({} MiB)",
+                        plan.name,
+                        plan.node_memory_mb,
+                        source.name,
+                        source_plan.name,
+                        source_plan.node_memory_mb
+                    ),
+                ));
+            }
             let port = self.allocate_port(tx)?;
             let row = tx.service_insert(
                 &NewService {
@@ -349,6 +367,12 @@ fn check_replica_source(tx: &Tx<'_>, project: &str, name: &str) -> Result<Servic
         return Err(AppError::invalid(
             "source_type_mismatch",
             format!("Source service '{name}' is not a valkey service"),
+        ));
+    }
+    if !source.powered {
+        return Err(AppError::conflict(
+            "source_powered_off",
+            format!("Service '{name}' is powered off; power it on before creating its replicas"),
         ));
     }
     let links = tx.integrations_of_service(&source.id)?;

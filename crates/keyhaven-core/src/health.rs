@@ -39,6 +39,10 @@ pub struct NodeHealth {
     /// its first sync and cannot be promoted.
     #[serde(default)]
     pub synced: bool,
+    /// `used_memory` of INFO memory, in bytes: the data in use that a plan change must
+    /// leave room for (checked against the last observation, never by asking the node).
+    #[serde(default)]
+    pub used_memory: Option<i64>,
     /// Primary only: replicas the primary reports as `online`.
     pub online_replicas: Option<i64>,
     /// Why the node could not be observed or started, in words.

@@ -36,6 +36,8 @@ pub enum ServiceState {
     Rebuilding,
     /// Serving: answers an authenticated PING, and a replica is current with its primary.
     Running,
+    /// Powered off on request (`powered: false`): no process, data and port kept.
+    Poweroff,
 }
 
 impl ServiceState {
@@ -43,6 +45,7 @@ impl ServiceState {
         match self {
             ServiceState::Rebuilding => "REBUILDING",
             ServiceState::Running => "RUNNING",
+            ServiceState::Poweroff => "POWEROFF",
         }
     }
 
@@ -50,6 +53,7 @@ impl ServiceState {
         match s {
             "REBUILDING" => Some(ServiceState::Rebuilding),
             "RUNNING" => Some(ServiceState::Running),
+            "POWEROFF" => Some(ServiceState::Poweroff),
             _ => None,
         }
     }

@@ -106,6 +106,18 @@ pub trait Runtime: Send + Sync {
     /// Stops the node and deletes its data. Idempotent: a node that is gone is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
 
+    /// Stops the node's process cleanly and keeps everything else: its data, its config
+    /// and its directory, so a later `ensure` starts it again with its data (a service
+    /// powered off). Idempotent: a node that does not run is fine. Returns whether a
+    /// process was stopped.
+    async fn stop(&self, id: &str) -> Result<bool, RuntimeError>;
+
+    /// Sets a new password for the service user of the running node, live (`ACL
+    /// SETUSER`), and writes it into the node's config for its next start. Returns once
+    /// the node has accepted it; an error means the node did not, and its old password
+    /// still works.
+    async fn set_service_password(&self, spec: &NodeSpec) -> Result<(), RuntimeError>;
+
     /// Whether the node's valkey-server process exists, as the runtime knows it (the local
     /// runtime from its pid files and /proc; a remote one would ask its host). A node that
     /// runs but does not answer (a long script, a pause, SIGSTOP) is

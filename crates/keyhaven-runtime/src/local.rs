@@ -154,6 +154,45 @@ impl LocalRuntime {
         Ok(())
     }
 
+    /// Brings the settings Valkey can change at run time (`maxmemory` from the plan,
+    /// `maxmemory-policy` from `user_config`) of a running node up to date with `spec`,
+    /// with `CONFIG SET`: no restart, the process and its connections stay. The config
+    /// file has them already for the next start. `config-applied` records what was last
+    /// applied, so the commands are sent once per change and retried until they succeed.
+    async fn sync_live_config(&self, spec: &NodeSpec, dir: &Path) -> Result<(), RuntimeError> {
+        let wanted = live_settings(spec);
+        let marker = dir.join("config-applied");
+        if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+        let apply = |e: redis::RedisError| RuntimeError::Apply {
+            label: spec.label.clone(),
+            reason: format!("CONFIG SET: {e}"),
+        };
+        let started = Instant::now();
+        let mut admin = Admin::connect(
+            self.host(),
+            spec.port,
+            &spec.admin_password,
+            Duration::from_secs(2),
+        )
+        .await
+        .map_err(apply)?;
+        admin
+            .config_set("maxmemory", &spec.maxmemory_bytes.to_string())
+            .await
+            .map_err(apply)?;
+        admin
+            .config_set("maxmemory-policy", &spec.maxmemory_policy)
+            .await
+            .map_err(apply)?;
+        write_atomic(&marker, wanted.as_bytes()).map_err(self.io(&spec.id))?;
+        info!(node = %spec.label, maxmemory = spec.maxmemory_bytes, policy = %spec.maxmemory_policy,
+              micros = started.elapsed().as_micros() as u64,
+              "applied maxmemory and maxmemory-policy to the running valkey-server");
+        Ok(())
+    }
+
     /// Whether a primary may start with `appendonly yes` (see `config::render`).
     fn primary_aof(dir: &Path) -> bool {
         let has_manifest = std::fs::read_dir(dir.join("appendonlydir"))
@@ -376,6 +415,14 @@ fn log_since(path: &Path, offset: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// The run-time settings `sync_live_config` applies, as recorded in `config-applied`.
+fn live_settings(spec: &NodeSpec) -> String {
+    format!(
+        "maxmemory {}\nmaxmemory-policy {}\n",
+        spec.maxmemory_bytes, spec.maxmemory_policy
+    )
+}
+
 /// A digest of ACL rules, to tell whether they changed (not a secret-keeping hash: the file
 /// it is written to sits beside `valkey.conf`, which holds the rules themselves).
 fn rules_digest(rules: &str) -> String {
@@ -434,6 +481,9 @@ impl Runtime for LocalRuntime {
             if let Err(e) = self.sync_service_acl(spec, &dir).await {
                 warn!(node = %spec.label, error = %e, "could not update the service user's rules yet; retried");
             }
+            if let Err(e) = self.sync_live_config(spec, &dir).await {
+                warn!(node = %spec.label, error = %e, "could not apply the new settings yet; retried");
+            }
             let mut role_pending = false;
             if applied != Some(spec.generation) {
                 if self.apply_role(spec).await? {
@@ -476,6 +526,8 @@ impl Runtime for LocalRuntime {
         // The config it started from carries the current rules.
         let rules = config::service_user_rules(&spec.service_password);
         write_atomic(&dir.join("acl-applied"), rules_digest(&rules).as_bytes())
+            .map_err(self.io(&spec.id))?;
+        write_atomic(&dir.join("config-applied"), live_settings(spec).as_bytes())
             .map_err(self.io(&spec.id))?;
         Ok(Ensured::Running {
             pid,
@@ -523,6 +575,43 @@ impl Runtime for LocalRuntime {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         Ok(())
+    }
+
+    async fn stop(&self, id: &str) -> Result<bool, RuntimeError> {
+        let lock = self.node_lock(id);
+        let _held = lock.lock().await;
+        let dir = self.node_dir(id);
+        let Some(pid) = self.running_pid(id) else {
+            return Ok(false);
+        };
+        self.stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
+        // SIGTERM: a primary fsyncs its AOF, a replica saves its snapshot, then it exits.
+        stop_pid(pid, &dir).await;
+        // A clean stop is no crash: the next start is not held back by a backoff.
+        self.crashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        info!(node = %id, pid, "stopped valkey-server; its data is kept (powered off)");
+        Ok(true)
+    }
+
+    async fn set_service_password(&self, spec: &NodeSpec) -> Result<(), RuntimeError> {
+        let lock = self.node_lock(&spec.id);
+        let _held = lock.lock().await;
+        let dir = self.node_dir(&spec.id);
+        if self.running_pid(&spec.id).is_none() {
+            return Err(RuntimeError::Apply {
+                label: spec.label.clone(),
+                reason: "valkey-server is not running".into(),
+            });
+        }
+        self.sync_service_acl(spec, &dir).await?;
+        // Only once the node took it: a restart must not bring back the old password.
+        self.write_config(spec, &dir)
     }
 
     async fn process(&self, id: &str) -> NodeProcess {

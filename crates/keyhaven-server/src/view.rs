@@ -172,12 +172,17 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
             valkey_replica_uri: replica_uris.first().cloned(),
             valkey_slave: replica_uris,
         },
-        node_states: vec![NodeState {
-            name: format!("{}-1", row.name),
-            state: node_state.into(),
-            role: row.role.as_str().into(),
-            progress_updates,
-        }],
+        // A powered-off service has no node running.
+        node_states: if row.state == ServiceState::Poweroff {
+            Vec::new()
+        } else {
+            vec![NodeState {
+                name: format!("{}-1", row.name),
+                state: node_state.into(),
+                role: row.role.as_str().into(),
+                progress_updates,
+            }]
+        },
         service_integrations: d.integrations.iter().map(integration).collect(),
         databases: Vec::new(),
         metadata: json!({}),

@@ -33,7 +33,7 @@ use thiserror::Error;
 
 pub use integration::{IntegrationRow, LinkStatus};
 pub use project::ProjectRow;
-pub use service::{NewService, RetiredNode, ServiceRow};
+pub use service::{NewService, RetiredNode, ServiceChange, ServiceRow};
 pub use user::{TokenRow, UserRow};
 
 #[derive(Debug, Error)]

@@ -73,6 +73,8 @@ CREATE TABLE retired_nodes (
     // A promotion's intent also records whether it may detach without catch-up.
     "ALTER TABLE integrations ADD COLUMN lossy INTEGER NOT NULL DEFAULT 0;",
     FOLD_EMAILS,
+    // `powered: false` (PUT service): the node is stopped and its data and port kept.
+    "ALTER TABLE services ADD COLUMN powered INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// Emails compare case-insensitively, so they are stored folded to lower case and unique

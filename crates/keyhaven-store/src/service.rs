@@ -34,6 +34,18 @@ pub struct ServiceRow {
     pub lost_bytes_estimate: Option<i64>,
     pub create_time: i64,
     pub update_time: i64,
+    /// Desired power: false means the node is stopped with its data and port kept.
+    pub powered: bool,
+}
+
+/// The desired spec an update writes (`PUT .../service/S`): the whole of it, the unchanged
+/// parts copied from the row the update read.
+#[derive(Debug, Clone)]
+pub struct ServiceChange {
+    pub plan: String,
+    pub user_config: serde_json::Value,
+    pub powered: bool,
+    pub termination_protection: bool,
 }
 
 /// What a create inserts; the rest is derived.
@@ -63,7 +75,7 @@ pub struct RetiredNode {
 
 const COLS: &str = "id, project, name, service_type, plan, cloud, user_config, \
     termination_protection, port, service_password, admin_password, repl_password, role, \
-    generation, state, health, lost_bytes_estimate, create_time, update_time";
+    generation, state, health, lost_bytes_estimate, create_time, update_time, powered";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
     let user_config: String = r.get(6)?;
@@ -97,6 +109,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
         lost_bytes_estimate: r.get(16)?,
         create_time: r.get(17)?,
         update_time: r.get(18)?,
+        powered: r.get(19)?,
     })
 }
 
@@ -104,7 +117,7 @@ impl Tx<'_> {
     /// Inserts a new service: state REBUILDING, generation 1.
     pub fn service_insert(&self, s: &NewService, now: i64) -> Result<ServiceRow> {
         self.tx.execute(
-            &format!("INSERT INTO services ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1, ?14, ?15, NULL, ?16, ?16)"),
+            &format!("INSERT INTO services ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1, ?14, ?15, NULL, ?16, ?16, 1)"),
             params![
                 s.id,
                 s.project,
@@ -217,6 +230,45 @@ impl Tx<'_> {
             .query_row("SELECT generation FROM services WHERE id = ?1", [id], |r| {
                 r.get(0)
             })?)
+    }
+
+    /// Writes a changed spec by compare-and-set: only when the generation is still
+    /// `expected` (the one the update read), and then one higher. Returns the new
+    /// generation, or `None` when another change came first. A service powered on again
+    /// shows REBUILDING until the reconciler sees it serve.
+    pub fn service_update(
+        &self,
+        id: &str,
+        expected: i64,
+        change: &ServiceChange,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let changed = self.tx.execute(
+            "UPDATE services SET plan = ?3, user_config = ?4, termination_protection = ?6,
+                 state = CASE WHEN powered = 0 AND ?5 = 1 THEN ?7 ELSE state END,
+                 powered = ?5, generation = generation + 1, update_time = ?8
+             WHERE id = ?1 AND generation = ?2",
+            params![
+                id,
+                expected,
+                change.plan,
+                change.user_config.to_string(),
+                change.powered,
+                change.termination_protection,
+                ServiceState::Rebuilding.as_str(),
+                now
+            ],
+        )?;
+        Ok((changed == 1).then_some(expected + 1))
+    }
+
+    /// A new password for the service user (a credentials reset).
+    pub fn service_set_password(&self, id: &str, password: &str, now: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE services SET service_password = ?2, update_time = ?3 WHERE id = ?1",
+            params![id, password, now],
+        )?;
+        Ok(())
     }
 
     /// Moves a service to another port (its old one is held by another program).

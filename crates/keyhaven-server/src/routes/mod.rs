@@ -104,6 +104,16 @@ pub(crate) fn routes() -> Vec<Route> {
             service::service_delete,
         ),
         route(
+            M::PUT,
+            "/v1/project/{project}/service/{service}",
+            service::service_update,
+        ),
+        route(
+            M::PUT,
+            "/v1/project/{project}/service/{service}/credentials/reset",
+            service::service_credentials_reset,
+        ),
+        route(
             M::GET,
             "/v1/project/{project}/service/{service}/integration",
             integration::service_integration_list,

@@ -6,9 +6,12 @@ use crate::view;
 use axum::Json;
 use axum::extract::State;
 use keyhaven_api::error::{ErrorBody, MessageBody};
-use keyhaven_api::service::{ServiceCreateRequest, ServiceEnvelope, ServiceList};
+use keyhaven_api::service::{
+    ServiceCreateRequest, ServiceEnvelope, ServiceList, ServiceUpdateRequest,
+};
 use keyhaven_control::App;
 use keyhaven_control::service::{IntegrationRequest, ServiceCreate};
+use keyhaven_control::update::ServiceUpdate;
 use std::sync::Arc;
 
 /// Creates a service; with a `read_replica` integration, a read replica of its source.
@@ -93,5 +96,52 @@ pub async fn service_delete(
     app.service_delete(&caller, &project, &service)?;
     Ok(Json(MessageBody {
         message: "Service terminated".into(),
+    }))
+}
+
+/// Changes a service (`avn service update`): plan, user_config, power and termination
+/// protection. The change is recorded at once (a new generation) and applied by the
+/// reconciler; the answer shows the desired spec.
+#[utoipa::path(put, path = "/v1/project/{project}/service/{service}", tag = "service",
+    params(("project" = String, Path), ("service" = String, Path)), request_body = ServiceUpdateRequest,
+    responses(
+        (status = 200, body = ServiceEnvelope),
+        (status = 400, body = ErrorBody, description = "Unknown plan, invalid user_config, a field of the wrong type, or a key Keyhaven cannot honour"),
+        (status = 403, body = ErrorBody, description = "Bad token, or termination_protected (powering off a protected service)"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The data in use does not fit the plan, a replica plan rule, a primary with replicas powered off, or a promotion in progress"),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn service_update(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    ApiPath((project, service)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Json<ServiceEnvelope>, HttpError> {
+    let update = ServiceUpdate::from_body(&body)?;
+    let detail = app.service_update(&caller, &project, &service, &update)?;
+    Ok(Json(ServiceEnvelope {
+        service: view::service(&app, &detail),
+    }))
+}
+
+/// A new password for the service user (`avn service credentials-reset`), working when
+/// the answer arrives; replication keeps running (it has its own user).
+#[utoipa::path(put, path = "/v1/project/{project}/service/{service}/credentials/reset", tag = "service",
+    params(("project" = String, Path), ("service" = String, Path)),
+    responses(
+        (status = 200, body = ServiceEnvelope, description = "The service with its new password"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The service is powered off"),
+        (status = 503, body = ErrorBody, description = "node_unavailable: the node did not take the password; nothing changed")))]
+pub async fn service_credentials_reset(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    ApiPath((project, service)): ApiPath<(String, String)>,
+) -> Result<Json<ServiceEnvelope>, HttpError> {
+    let detail = app
+        .service_credentials_reset(&caller, &project, &service)
+        .await?;
+    Ok(Json(ServiceEnvelope {
+        service: view::service(&app, &detail),
     }))
 }

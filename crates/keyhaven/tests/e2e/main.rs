@@ -16,3 +16,4 @@ mod security;
 mod service_api;
 mod startup;
 mod tenant;
+mod update;
