@@ -411,3 +411,104 @@ fn check_power_off(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyhaven_core::{NodeHealth, ServiceState};
+    use serde_json::json;
+
+    fn body(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn row(name: &str, plan: &str, role: Role, used: Option<i64>) -> ServiceRow {
+        ServiceRow {
+            id: name.into(),
+            project: "p".into(),
+            name: name.into(),
+            service_type: "valkey".into(),
+            plan: plan.into(),
+            cloud: "local".into(),
+            user_config: json!({}),
+            termination_protection: false,
+            port: 16000,
+            service_password: String::new(),
+            admin_password: String::new(),
+            repl_password: String::new(),
+            role,
+            generation: 1,
+            state: ServiceState::Running,
+            health: NodeHealth {
+                used_memory: used,
+                ..NodeHealth::default()
+            },
+            lost_bytes_estimate: None,
+            create_time: 0,
+            update_time: 0,
+            powered: true,
+        }
+    }
+
+    fn code(r: Result<(), AppError>) -> &'static str {
+        r.err().map(|e| e.code()).unwrap_or("ok")
+    }
+
+    #[test]
+    fn nulls_change_nothing_and_unhonoured_keys_are_named() {
+        let u = ServiceUpdate::from_body(&body(json!({
+            "plan": null, "powered": null, "disk_space_mb": null, "user_config": {}
+        })))
+        .unwrap();
+        assert_eq!((u.plan, u.powered), (None, None));
+        assert!(u.unsupported.is_empty());
+        let u = ServiceUpdate::from_body(&body(json!({"karapace": true, "cmk_id": "k"}))).unwrap();
+        assert_eq!(u.unsupported, ["cmk_id", "karapace"]);
+        for bad in [
+            json!({"powered": "yes"}),
+            json!({"plan": 4}),
+            json!({"cloud": []}),
+        ] {
+            let key = bad.as_object().unwrap().keys().next().unwrap().clone();
+            let e = ServiceUpdate::from_body(&body(bad)).unwrap_err();
+            assert_eq!(e.code(), "invalid_field");
+            assert!(e.to_string().contains(&key), "{e}");
+        }
+    }
+
+    #[test]
+    fn plan_rules() {
+        let gib = 1024 * 1024 * 1024;
+        let find = |n| Plan::find(n).unwrap();
+        let primary = row("prim", "startup-8", Role::Primary, Some(gib));
+        // The data in use must fit 70 % of the new plan.
+        assert_eq!(
+            code(check_plan(&primary, find("hobbyist"), None, &[])),
+            "plan_too_small"
+        );
+        assert_eq!(
+            code(check_plan(&primary, find("startup-4"), None, &[])),
+            "ok"
+        );
+        // Never observed: nothing to hold against the plan.
+        let fresh = row("new", "startup-8", Role::Primary, None);
+        assert_eq!(code(check_plan(&fresh, find("hobbyist"), None, &[])), "ok");
+        // A replica keeps a Startup plan at least as big as its primary's.
+        let replica = row("rep", "startup-8", Role::Replica, None);
+        let to = |plan| code(check_plan(&replica, find(plan), Some(&primary), &[]));
+        assert_eq!(to("startup-4"), "replica_plan_too_small");
+        assert_eq!(to("hobbyist"), "replica_plan_not_allowed");
+        assert_eq!(to("startup-14"), "ok");
+        // A primary cannot outgrow its replicas.
+        let grow = |plan| {
+            code(check_plan(
+                &primary,
+                find(plan),
+                None,
+                std::slice::from_ref(&replica),
+            ))
+        };
+        assert_eq!(grow("startup-14"), "replica_plan_too_small");
+        assert_eq!(grow("startup-4"), "ok");
+    }
+}

@@ -45,6 +45,10 @@ pub struct LocalRuntime {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Nodes being stopped on purpose: their exit is no crash.
     stopping: Arc<Mutex<HashSet<String>>>,
+    /// Nodes whose process this runtime spawned and still reaps. Only those get a
+    /// `stopping` mark from `stop`: an adopted node has no reaper to clear it, and a stale
+    /// mark would make the first crash after its next start look like a stop.
+    reaped: Arc<Mutex<HashSet<String>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +77,7 @@ impl LocalRuntime {
             crashes: Arc::default(),
             locks: Mutex::default(),
             stopping: Arc::default(),
+            reaped: Arc::default(),
         }
     }
 
@@ -257,6 +262,11 @@ impl LocalRuntime {
 
         let crashes = self.crashes.clone();
         let stopping = self.stopping.clone();
+        let reaped = self.reaped.clone();
+        reaped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.id.clone());
         let port = spec.port;
         let on_exit = self.on_exit.clone();
         let id = spec.id.clone();
@@ -264,6 +274,7 @@ impl LocalRuntime {
         let started = Instant::now();
         tokio::spawn(async move {
             let status = child.wait().await;
+            reaped.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             let how = match status {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("wait failed: {e}"),
@@ -584,10 +595,17 @@ impl Runtime for LocalRuntime {
         let Some(pid) = self.running_pid(id) else {
             return Ok(false);
         };
-        self.stopping
+        if self
+            .reaped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string());
+            .contains(id)
+        {
+            self.stopping
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string());
+        }
         // SIGTERM: a primary fsyncs its AOF, a replica saves its snapshot, then it exits.
         stop_pid(pid, &dir).await;
         // A clean stop is no crash: the next start is not held back by a backoff.

@@ -631,3 +631,58 @@ async fn an_update_during_a_promotion_is_refused() {
         200
     );
 }
+
+/// Keyhaven killed right after an update committed (before the reconciler was woken):
+/// the next start applies the accepted spec, to the node it adopts.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keyhaven_crash_right_after_an_update_converges_on_the_accepted_spec() {
+    let mut p = Platform::start().await;
+    p.create("crashy", "startup-4", None).await;
+    let s = p.wait_running("crashy").await;
+    let pid = p.node_pid(&s);
+    let crash_during = async |p: &mut Platform, body: Value| {
+        p.stop_server().await;
+        p.env = vec![(
+            "KEYHAVEN_FAILPOINT".into(),
+            "service_update.committed".into(),
+        )];
+        p.start_server().await;
+        // The answer never comes: the server dies handling it.
+        let _ = p
+            .http
+            .put(p.url("/v1/project/default/service/crashy"))
+            .header("authorization", format!("aivenv1 {}", p.token))
+            .json(&body)
+            .send()
+            .await;
+        p.wait_server_gone().await;
+        p.env.clear();
+        p.start_server().await;
+    };
+    crash_during(
+        &mut p,
+        json!({"plan": "startup-8", "user_config": {"valkey_maxmemory_policy": "allkeys-lru"}}),
+    )
+    .await;
+    assert!(
+        p.server_log()
+            .contains("failpoint service_update.committed")
+    );
+    wait_for(
+        "the accepted plan on the node",
+        Duration::from_secs(20),
+        async || {
+            (config_get(&p, &s, "maxmemory").await == maxmemory_of(8)
+                && config_get(&p, &s, "maxmemory-policy").await == "allkeys-lru")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(p.node_pid(&s), pid, "adopted, not restarted");
+    assert_eq!(p.service("crashy").await["plan"], "startup-8");
+
+    crash_during(&mut p, json!({"powered": false})).await;
+    wait_state(&p, "crashy", "POWEROFF").await;
+    assert!(!pid_alive(pid));
+}
