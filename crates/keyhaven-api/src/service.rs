@@ -112,7 +112,7 @@ pub struct Service {
     pub service_type: String,
     pub service_type_description: String,
     /// `REBUILDING` until the node serves (a replica: until its first sync is done and it
-    /// is current), then `RUNNING`.
+    /// is current), then `RUNNING`; `POWEROFF` once a powered-off service's node stopped.
     pub state: String,
     pub plan: String,
     pub cloud_name: String,

@@ -686,3 +686,59 @@ async fn a_keyhaven_crash_right_after_an_update_converges_on_the_accepted_spec()
     wait_state(&p, "crashy", "POWEROFF").await;
     assert!(!pid_alive(pid));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_updates_of_one_service_each_take_effect() {
+    let p = Platform::start().await;
+    p.create("busy", "startup-4", None).await;
+    let s = p.wait_running("busy").await;
+    let bodies = [
+        json!({"plan": "startup-8"}),
+        json!({"user_config": {"valkey_maxmemory_policy": "volatile-lru"}}),
+        json!({"termination_protection": true}),
+    ];
+    let answers = put_all_at_once(&p, &bodies).await;
+    assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
+    // None of the three was lost to another's write of the whole spec.
+    let got = p.service("busy").await;
+    assert_eq!(got["plan"], "startup-8");
+    assert_eq!(
+        got["user_config"]["valkey_maxmemory_policy"],
+        "volatile-lru"
+    );
+    assert_eq!(got["termination_protection"], true);
+    wait_for(
+        "both settings on the node",
+        Duration::from_secs(10),
+        async || {
+            (config_get(&p, &s, "maxmemory").await == maxmemory_of(8)
+                && config_get(&p, &s, "maxmemory-policy").await == "volatile-lru")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// The statuses of PUTs of `busy`, sent at once.
+async fn put_all_at_once(p: &Platform, bodies: &[Value]) -> Vec<u16> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for body in bodies {
+        let (http, url, token, body) = (
+            p.http.clone(),
+            p.url("/v1/project/default/service/busy"),
+            p.token.clone(),
+            body.clone(),
+        );
+        tasks.spawn(async move {
+            http.put(url)
+                .header("authorization", format!("aivenv1 {token}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    tasks.join_all().await
+}
