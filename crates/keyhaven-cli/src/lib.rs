@@ -78,7 +78,7 @@ impl ConnOpts {
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Create, inspect, replicate, promote and terminate services.
+    /// Create, inspect, change, replicate, promote and terminate services.
     Service(service::ServiceCmd),
     /// List, create and switch projects.
     Project(project::ProjectCmd),

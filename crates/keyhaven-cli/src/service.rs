@@ -121,8 +121,8 @@ enum ServiceVerb {
     /// Examples:
     ///   keyhaven service update -p startup-8 primary
     ///   keyhaven service update -c valkey_maxmemory_policy=allkeys-lru primary
-    ///   keyhaven service update --power-off replica
-    ///   keyhaven service update --power-on replica && keyhaven service wait replica
+    ///   keyhaven service update --power-off replica --wait
+    ///   keyhaven service update --power-on replica --wait
     ///   keyhaven service update --disable-termination-protection primary
     #[command(verbatim_doc_comment)]
     Update {
@@ -146,6 +146,12 @@ enum ServiceVerb {
         /// Allow deleting and powering off the service again
         #[arg(long)]
         disable_termination_protection: bool,
+        /// Wait until the service is POWEROFF (with --power-off), else RUNNING
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
         /// Service name
         name: String,
     },
@@ -313,14 +319,17 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             power_on,
             enable_termination_protection,
             disable_termination_protection,
+            wait,
+            timeout,
             name,
         } => {
             let c = client(conn, &project)?;
             let user_config = user_config(&c, "valkey", &config).await?;
+            let powered = flag(power_on, power_off);
             let body = update_body(
                 plan,
                 user_config,
-                flag(power_on, power_off),
+                powered,
                 flag(
                     enable_termination_protection,
                     disable_termination_protection,
@@ -329,10 +338,29 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
             let resp: Value = c
                 .put(&c.project_path(&format!("/service/{name}")), &body)
                 .await?;
-            if c.settings.json {
-                output::json(&resp["service"]);
+            // The answer shows the state last observed (the reconciler applies the change
+            // right after it): a power-off shows as POWEROFF only once the node stopped.
+            let service = if wait {
+                let target = if powered == Some(false) {
+                    "POWEROFF"
+                } else {
+                    "RUNNING"
+                };
+                wait_state(
+                    &c,
+                    std::slice::from_ref(&name),
+                    target,
+                    Duration::from_secs(timeout),
+                )
+                .await?;
+                get_service(&c, &name).await?
             } else {
-                output::table(GET_COLUMNS, &[service_row(&resp["service"])]);
+                resp["service"].clone()
+            };
+            if c.settings.json {
+                output::json(&service);
+            } else {
+                output::table(GET_COLUMNS, &[service_row(&service)]);
             }
             Ok(())
         }
@@ -615,6 +643,7 @@ fn progress_of(s: &Value) -> String {
     let mut text = state.to_string();
     if let Some(node) = s["node_states"][0]["state"].as_str()
         && state != "RUNNING"
+        && state != "POWEROFF"
     {
         text += &format!(" ({node}");
         if let Some(p) = r["sync_progress_percent"].as_u64() {
@@ -632,6 +661,16 @@ pub async fn wait_running(
     names: &[String],
     timeout: Duration,
 ) -> Result<(), ClientError> {
+    wait_state(c, names, "RUNNING", timeout).await
+}
+
+/// Polls until every service is in `target` state, showing progress as [`wait_running`].
+async fn wait_state(
+    c: &Client,
+    names: &[String],
+    target: &str,
+    timeout: Duration,
+) -> Result<(), ClientError> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let mut last = String::new();
@@ -640,7 +679,7 @@ pub async fn wait_running(
         let mut all_running = true;
         for name in names {
             let s = get_service(c, name).await?;
-            all_running &= s["state"] == "RUNNING";
+            all_running &= s["state"] == target;
             parts.push(format!("{name}: {}", progress_of(&s)));
         }
         let line = parts.join("  ");
@@ -663,7 +702,7 @@ pub async fn wait_running(
                 eprintln!();
             }
             return Err(ClientError::Timeout(format!(
-                "not RUNNING after {}s: {last}",
+                "not {target} after {}s: {last}",
                 timeout.as_secs()
             )));
         }

@@ -668,3 +668,110 @@ async fn valkey_cli_from_the_venv_connects_with_the_service_uri() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyhaven_service_update_changes_plan_config_power_and_protection() {
+    let p = Platform::start().await;
+    let cli = Cli::new(&p);
+    cli.ok(&["service", "create", "-p", "hobbyist", "primary", "--wait"]);
+    let mut con = valkey(&p.service("primary").await).await;
+    let _: () = con.set("kept", "1").await.unwrap();
+    wait_aof(&mut con).await;
+    let get = |cli: &Cli| -> Value {
+        serde_json::from_str(&cli.ok(&["service", "get", "--json", "primary"])).unwrap()
+    };
+
+    // Plan and user_config: the answer and GET show them.
+    let row = cli.ok(&["service", "update", "-p", "startup-4", "primary"]);
+    assert!(row.lines().nth(2).unwrap().contains("startup-4"), "{row}");
+    cli.ok(&[
+        "service",
+        "update",
+        "-c",
+        "valkey_maxmemory_policy=allkeys-lru",
+        "primary",
+    ]);
+    let s = get(&cli);
+    assert_eq!(s["plan"], "startup-4");
+    assert_eq!(s["user_config"]["valkey_maxmemory_policy"], "allkeys-lru");
+    // Nothing given changes nothing.
+    cli.ok(&["service", "update", "primary"]);
+    let s = get(&cli);
+    assert_eq!(
+        (&s["plan"], &s["user_config"]["valkey_maxmemory_policy"]),
+        (&json!("startup-4"), &json!("allkeys-lru"))
+    );
+
+    // The server's refusals, with its message and status; nothing changed.
+    for (args, wanted) in [
+        (&["-c", "nope=1"][..], "(status 400)"),
+        (&["-p", "gold"], "valid plans"),
+        (&["--project", "nope", "--power-off"], "(status 404)"),
+    ] {
+        let mut all = vec!["service", "update"];
+        all.extend_from_slice(args);
+        all.push("primary");
+        let out = cli.run(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(wanted),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert_eq!(get(&cli)["plan"], "startup-4");
+
+    // Protection: set, shown, refuses terminate and power-off, cleared.
+    let row = cli.ok(&[
+        "service",
+        "update",
+        "--enable-termination-protection",
+        "primary",
+    ]);
+    assert!(row.contains("TERMINATION_PROTECTION"), "{row}");
+    assert_eq!(get(&cli)["termination_protection"], true);
+    let table = cli.ok(&["service", "get", "primary"]);
+    let header = table.lines().next().unwrap();
+    let column = header.find("TERMINATION_PROTECTION").unwrap();
+    assert!(
+        table.lines().nth(2).unwrap()[column..].starts_with("true"),
+        "{table}"
+    );
+    for args in [
+        &["service", "terminate", "--force", "primary"][..],
+        &["service", "update", "--power-off", "primary"],
+    ] {
+        let out = cli.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("(status 403)"),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert_eq!(get(&cli)["state"], "RUNNING");
+    cli.ok(&[
+        "service",
+        "update",
+        "--disable-termination-protection",
+        "primary",
+    ]);
+    assert_eq!(get(&cli)["termination_protection"], false);
+
+    // Power off: POWEROFF in `service get`, no process; power on: the data is back.
+    let pid = p.node_pid(&p.service("primary").await);
+    cli.ok(&["service", "update", "--power-off", "primary"]);
+    wait_for("POWEROFF", Duration::from_secs(20), async || {
+        (get(&cli)["state"] == "POWEROFF" && !pid_alive(pid)).then_some(())
+    })
+    .await;
+    let table = cli.ok(&["service", "get", "primary"]);
+    assert!(
+        table.lines().nth(2).unwrap().contains("POWEROFF"),
+        "{table}"
+    );
+    cli.ok(&["service", "update", "--power-on", "primary"]);
+    cli.ok(&["service", "wait", "primary", "--timeout", "60"]);
+    let mut con = valkey(&p.service("primary").await).await;
+    let kept: Option<String> = con.get("kept").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("1"));
+    cli.ok(&["service", "terminate", "--force", "primary"]);
+}
