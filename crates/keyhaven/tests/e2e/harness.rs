@@ -376,9 +376,12 @@ impl Platform {
     }
 
     /// valkey-server processes running in this platform's data directory.
+    /// A node's own forks (the child writing a snapshot, for a second or so) are not
+    /// counted: they have a valkey-server as their parent.
     pub fn running_nodes(&self) -> Vec<u32> {
         let nodes = self.data().join("nodes");
         let mut pids = Vec::new();
+        let mut parents = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
@@ -394,9 +397,19 @@ impl Platform {
                 && cwd.is_some_and(|c| c.starts_with(&nodes))
             {
                 pids.push(pid);
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                parents.push(ppid);
             }
         }
-        pids
+        let all = pids.clone();
+        pids.into_iter()
+            .zip(parents)
+            .filter(|(_, ppid)| !ppid.is_some_and(|pp| all.contains(&pp)))
+            .map(|(pid, _)| pid)
+            .collect()
     }
 }
 
