@@ -111,6 +111,8 @@ pub struct MeResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InviteRequest {
     pub user_email: String,
+    /// One of Aiven's member types; default `developer`.
     #[serde(default)]
+    #[schema(pattern = "^(admin|developer|operator|read_only)$")]
     pub member_type: Option<String>,
 }
