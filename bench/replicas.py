@@ -2,9 +2,12 @@
 """Replica creation and promotion through Keyhaven, against the same steps done by hand on
 raw valkey-servers configured exactly like Keyhaven's nodes, measured in one run.
 
-    python3 bench/replicas.py          # quick: target/debug/keyhaven (the test build), 40 runs, ~1 min
-    python3 bench/replicas.py --full   # cargo build --release -p keyhaven, 100 runs, ~3 min
-    python3 bench/replicas.py --runs N --bin PATH --keys K --json out.json
+    .venv/bin/python bench/replicas.py          # quick: target/debug/keyhaven (the test build), 40 runs, ~1 min
+    .venv/bin/python bench/replicas.py --full   # cargo build --release -p keyhaven, 100 runs, ~3 min
+    .venv/bin/python bench/replicas.py --runs N --bin PATH --keys K --json out.json
+
+It speaks to Valkey through valkey-py (the `valkey` package, which scripts/setup installs into
+.venv); started by another python3 without it, it runs itself again under .venv/bin/python.
 
 It prints a Markdown table (RELIABILITY.md's) and fails, naming the reason, when a check
 below does not hold.
@@ -58,6 +61,17 @@ import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+try:
+    import valkey  # valkey-py, pinned by scripts/setup into .venv
+except ImportError:
+    _venv = os.path.join(ROOT, ".venv")
+    _python = os.path.join(_venv, "bin", "python")
+    if os.path.realpath(sys.prefix) != os.path.realpath(_venv) and os.access(_python, os.X_OK):
+        os.execv(_python, [_python, os.path.abspath(__file__), *sys.argv[1:]])  # run again under .venv
+    raise SystemExit("bench/replicas.py needs the valkey package (valkey-py): run scripts/setup, "
+                     "then .venv/bin/python bench/replicas.py")
+
 VALKEY = os.path.join(ROOT, ".venv/bin/valkey-server")
 PRELOAD_VALUE = "v" * 100
 WARMUP_S = 0.2  # writing before each promotion (also the noise-floor window)
@@ -68,83 +82,25 @@ class BenchError(Exception):
     pass
 
 
-# ---------------------------------------------------------------- a small RESP2 client
+# ---------------------------------------------------------------- the Valkey client
 
-class Resp:
-    def __init__(self, port, user=None, password=None, timeout=10):
-        self.port = port
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-        if password is not None:
-            self.call("AUTH", user, password)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _fill(self):
-        chunk = self.sock.recv(1 << 16)
-        if not chunk:
-            raise ConnectionError(f"port {self.port}: connection closed")
-        self.buf += chunk
-
-    def _line(self):
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                line, self.buf = self.buf[:i], self.buf[i + 2:]
-                return line
-            self._fill()
-
-    def _read(self):
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RuntimeError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self._fill()
-            data, self.buf = self.buf[:n], self.buf[n + 2:]
-            return data.decode(errors="replace")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise RuntimeError(f"bad reply {line!r}")
-
-    @staticmethod
-    def _encode(args):
-        parts = [str(a).encode() for a in args]
-        return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-
-    def call(self, *args):
-        self.sock.sendall(self._encode(args))
-        return self._read()
-
-    def pipeline(self, commands):
-        self.sock.sendall(b"".join(self._encode(c) for c in commands))
-        return [self._read() for _ in commands]
-
-    def info(self, section):
-        text = self.call("INFO", section)
-        return dict(l.split(":", 1) for l in text.splitlines() if ":" in l and not l.startswith("#"))
+def connect(port, user=None, password=None, timeout=10):
+    """A valkey-py client holding one connection, opened and authenticated (AUTH user
+    password) here. No retries, which would hide a failed write or redo it, and no CLIENT
+    SETINFO: the handshake is the AUTH alone. TCP_NODELAY is valkey-py's default. INFO comes
+    back parsed by valkey-py: numbers as ints, each slaveN line as a dict."""
+    return valkey.Valkey(host="127.0.0.1", port=port, username=user, password=password,
+                         socket_timeout=timeout, socket_connect_timeout=timeout,
+                         decode_responses=True, encoding_errors="replace", single_connection_client=True,
+                         retry=None, retry_on_timeout=False, lib_name=None, lib_version=None)
 
 
 def try_conn(port, user=None, password=None):
     try:
-        c = Resp(port, user, password, timeout=2)
-        c.call("PING")
+        c = connect(port, user, password, timeout=2)
+        c.ping()
         return c
-    except (OSError, RuntimeError):
+    except (OSError, valkey.ValkeyError):
         return None
 
 
@@ -182,12 +138,12 @@ def _writer_main(port, user, password, prefix, stop, acked, out):
     acks = array.array("q")
     made, error = 0, None
     try:
-        c = Resp(port, user, password)
+        c = connect(port, user, password)
         now = time.time_ns
         while not stop.value:
             made += 1
-            reply = c.call("SET", f"{prefix}:{made}", made)
-            if reply != "OK":
+            reply = c.set(f"{prefix}:{made}", made)
+            if reply is not True:
                 raise RuntimeError(f"SET answered {reply!r}")
             acks.append(now())
             acked.value = made
@@ -279,7 +235,7 @@ def check_prefix(conn, prefix, writes, acked_before_pause, acked_before_end, who
     present = []
     for lo in range(1, writes + 1, 1000):
         keys = [f"{prefix}:{i}" for i in range(lo, min(writes, lo + 999) + 1)]
-        present.extend(v is not None for v in conn.call("MGET", *keys))
+        present.extend(v is not None for v in conn.mget(keys))
     k = 0
     while k < len(present) and present[k]:
         k += 1
@@ -297,13 +253,16 @@ def check_prefix(conn, prefix, writes, acked_before_pause, acked_before_end, who
 
 def unlink_keys(conn, prefix, n):
     for lo in range(1, n + 1, 1000):
-        conn.call("UNLINK", *[f"{prefix}:{i}" for i in range(lo, min(n, lo + 999) + 1)])
+        conn.unlink(*[f"{prefix}:{i}" for i in range(lo, min(n, lo + 999) + 1)])
 
 
 def preload(conn, keys):
     for lo in range(0, keys, 1000):
-        replies = conn.pipeline([("SET", f"pre:{i}", PRELOAD_VALUE) for i in range(lo, min(keys, lo + 1000))])
-        if any(r != "OK" for r in replies):
+        pipe = conn.pipeline(transaction=False)  # sent at once, no MULTI
+        for i in range(lo, min(keys, lo + 1000)):
+            pipe.set(f"pre:{i}", PRELOAD_VALUE)
+        replies = pipe.execute()
+        if any(r is not True for r in replies):
             raise BenchError(f"preload failed: {replies[:3]}")
 
 
@@ -349,15 +308,12 @@ NODE_SPECIFIC = {"port", "dir", "pidfile", "logfile", "replicaof", "slaveof"}
 
 def compare_nodes(kh_conn, raw_conn, what):
     """Every setting and user must match, but for port, paths and the primary's address."""
-    def config(c):
-        items = c.call("CONFIG", "GET", "*")
-        return dict(zip(items[0::2], items[1::2]))
-    kc, rc = config(kh_conn), config(raw_conn)
+    kc, rc = kh_conn.config_get("*"), raw_conn.config_get("*")
     diff = sorted(k for k in kc.keys() | rc.keys() if k not in NODE_SPECIFIC and kc.get(k) != rc.get(k))
     if diff:
         raise BenchError(f"{what}: raw and Keyhaven nodes differ in " +
                          ", ".join(f"{k} ({kc.get(k)!r} vs {rc.get(k)!r})" for k in diff))
-    if sorted(kh_conn.call("ACL", "LIST")) != sorted(raw_conn.call("ACL", "LIST")):
+    if sorted(kh_conn.acl_list()) != sorted(raw_conn.acl_list()):
         raise BenchError(f"{what}: raw and Keyhaven nodes have different users")
     return len(kc)
 
@@ -365,8 +321,8 @@ def compare_nodes(kh_conn, raw_conn, what):
 def wait_aof_written(conn, timeout=60):
     def done():
         i = conn.info("persistence")
-        return (i.get("aof_enabled") == "1" and i.get("aof_rewrite_in_progress") == "0"
-                and i.get("aof_rewrite_scheduled") == "0" and i.get("aof_last_bgrewrite_status") == "ok")
+        return (i.get("aof_enabled") == 1 and i.get("aof_rewrite_in_progress") == 0
+                and i.get("aof_rewrite_scheduled") == 0 and i.get("aof_last_bgrewrite_status") == "ok")
     wait("the promoted node's AOF", done, timeout=timeout, poll=0.005)
 
 
@@ -376,16 +332,16 @@ def snapshot(conn):
     deadline = time.monotonic() + 60
     while True:
         i = conn.info("persistence")
-        running = i.get("rdb_bgsave_in_progress") == "1"
+        running = i.get("rdb_bgsave_in_progress") == 1
         if started and not running:
             if i.get("rdb_last_bgsave_status") != "ok":
                 raise BenchError(f"snapshot failed: {i.get('rdb_last_bgsave_status')}")
             return
         if not started and not running:
             try:
-                conn.call("BGSAVE")
+                conn.bgsave(schedule=False)
                 started = True
-            except RuntimeError as e:
+            except valkey.ResponseError as e:
                 if "in progress" not in str(e):
                     raise
             continue
@@ -399,9 +355,9 @@ def replica_current(primary, replica, replica_port):
     loading, offset at or past the primary's, and listed online by the primary."""
     p = primary.info("replication")
     r = replica.info("replication")
-    online = any(f"port={replica_port}," in v and "state=online" in v
+    online = any(isinstance(v, dict) and v.get("port") == replica_port and v.get("state") == "online"
                  for k, v in p.items() if re.fullmatch(r"slave\d+", k))
-    return (r.get("master_link_status") == "up" and r.get("master_sync_in_progress") == "0"
+    return (r.get("master_link_status") == "up" and r.get("master_sync_in_progress") == 0
             and int(r.get("slave_repl_offset", -1)) >= int(p["master_repl_offset"]) and online)
 
 
@@ -526,8 +482,8 @@ class KeyhavenSide:
         self.port, self.user, self.password = uri_parts(s["service_uri"])
         self.primary_conf_path, self.primary_conf = self.kh.node_conf(self.port)
         self.admin_pw = conf_password(self.primary_conf, "keyhaven-admin")
-        self.primary = Resp(self.port, self.user, self.password)
-        self.primary_admin = Resp(self.port, "keyhaven-admin", self.admin_pw)
+        self.primary = connect(self.port, self.user, self.password)
+        self.primary_admin = connect(self.port, "keyhaven-admin", self.admin_pw)
         preload(self.primary, keys)
 
     def create(self, i):
@@ -539,7 +495,7 @@ class KeyhavenSide:
         h["create_ms"] = (iso_us(s["update_time"]) - iso_us(s["create_time"])) / 1000
         h["port"], h["user"], h["password"] = uri_parts(s["service_uri"])
         h["conf"] = self.kh.node_conf(h["port"])
-        h["admin"] = Resp(h["port"], "keyhaven-admin", conf_password(h["conf"][1], "keyhaven-admin"))
+        h["admin"] = connect(h["port"], "keyhaven-admin", conf_password(h["conf"][1], "keyhaven-admin"))
         return h
 
     def promote(self, h):
@@ -560,7 +516,7 @@ class KeyhavenSide:
             writer.kill()
         pause_us, pause_started_at, behind = self.kh.promoted_log(h["name"])
         a = analyse(acks, start, end, pause_started_at * 1000, (pause_started_at + pause_us) * 1000)
-        promoted = Resp(h["port"], h["user"], h["password"])
+        promoted = connect(h["port"], h["user"], h["password"])
         k = check_prefix(promoted, h["prefix"], a["writes"], a["acked_before_pause"], a["acked_before_end"],
                          f"Keyhaven {h['name']}")
         promoted.close()
@@ -595,7 +551,7 @@ class RawSide:
         self.admin_pw = kh_side.admin_pw
         self._start("raw-primary", self.port, conf)
         self.primary = wait("the raw primary to answer", lambda: try_conn(self.port, self.user, self.password))
-        self.primary_admin = Resp(self.port, "keyhaven-admin", self.admin_pw)
+        self.primary_admin = connect(self.port, "keyhaven-admin", self.admin_pw)
         preload(self.primary, keys)
         compare_nodes(kh_side.primary_admin, self.primary_admin, "primaries")
         self.template = None  # Keyhaven's replica config (path, text), set by the warm-up
@@ -646,7 +602,7 @@ class RawSide:
              lambda: replica_current(self.primary_admin, h["admin"], h["port"]))
         h["create_ms"] = (time.monotonic() - t0) * 1000
         # Keyhaven's reconciler has a replica that loaded diskless take a snapshot once current.
-        h["admin"].call("BGSAVE", "SCHEDULE")
+        h["admin"].bgsave(schedule=True)
         return h
 
     def promote(self, h):
@@ -659,17 +615,17 @@ class RawSide:
             start = time.time_ns()
             # promotion.rs, step by step, on the same kind of nodes:
             snapshot(h["admin"])                                       # 2. the replica's snapshot
-            padmin = Resp(self.port, "keyhaven-admin", self.admin_pw)  # 3. fresh connections,
-            ra = Resp(rport, "keyhaven-admin", rpw)                    #    as Keyhaven opens them
+            padmin = connect(self.port, "keyhaven-admin", self.admin_pw)  # 3. fresh connections,
+            ra = connect(rport, "keyhaven-admin", rpw)                    #    as Keyhaven opens them
             conns += [padmin, ra]
-            padmin.call("PING")
+            padmin.ping()
             rinfo = ra.info("replication")
             pinfo = padmin.info("replication")
             if not (rinfo.get("master_replid") == pinfo.get("master_replid")
-                    and rinfo.get("master_link_status") == "up" and rinfo.get("master_sync_in_progress") == "0"):
+                    and rinfo.get("master_link_status") == "up" and rinfo.get("master_sync_in_progress") == 0):
                 raise BenchError(f"raw replica not linked: {rinfo}")
             pause_started = time.time_ns()
-            padmin.call("CLIENT", "PAUSE", 2000, "WRITE")
+            padmin.client_pause(2000, all=False)  # CLIENT PAUSE 2000 WRITE
             try:
                 pinfo = padmin.info("replication")
                 target, history = int(pinfo["master_repl_offset"]), pinfo["master_replid"]
@@ -680,16 +636,16 @@ class RawSide:
                     if behind is None:
                         behind = max(0, target - off)
                     if (r.get("master_replid") == history and r.get("master_link_status") == "up"
-                            and r.get("master_sync_in_progress") == "0" and off >= target):
+                            and r.get("master_sync_in_progress") == 0 and off >= target):
                         break
                     if time.time_ns() - pause_started > 1e9:
                         raise BenchError("the raw replica could not catch up within 1 s")
                     time.sleep(0.0005)
-                ra.call("REPLICAOF", "NO", "ONE")
+                ra.replicaof("NO", "ONE")
             finally:
-                padmin.call("CLIENT", "UNPAUSE")
+                padmin.client_unpause()
             unpaused = time.time_ns()
-            ra.call("CONFIG", "SET", "appendonly", "yes")              # 5. AOF on, and written
+            ra.config_set("appendonly", "yes")                       # 5. AOF on, and written
             wait_aof_written(ra)
             end = time.time_ns()
             writer.wait_acked(writer.acked.value + 50, "writes after the promotion")
@@ -700,7 +656,7 @@ class RawSide:
             for c in conns:
                 c.close()
         a = analyse(acks, start, end, pause_started, unpaused)
-        promoted = Resp(rport, self.user, h["service_pw"])
+        promoted = connect(rport, self.user, h["service_pw"])
         k = check_prefix(promoted, h["prefix"], a["writes"], a["acked_before_pause"], a["acked_before_end"],
                          f"raw {h['name']}")
         promoted.close()
