@@ -234,6 +234,9 @@ pub struct Replication {
     pub bytes_behind: Option<i64>,
     /// Replica: seconds since the primary last sent anything.
     pub seconds_since_last_contact: Option<i64>,
+    /// Replica: milliseconds since Keyhaven sent the newest heartbeat this replica has
+    /// applied (it keeps rising while the replica is stalled); null until measured.
+    pub lag_ms: Option<i64>,
     /// Replica: a full sync runs.
     pub sync_in_progress: bool,
     /// Replica: percent of the running sync done (estimated for diskless syncs).
@@ -255,6 +258,9 @@ pub struct ReplicaSummary {
     pub link_status: Option<String>,
     pub bytes_behind: Option<i64>,
     pub seconds_since_last_contact: Option<i64>,
+    /// Milliseconds since Keyhaven sent the newest heartbeat this replica has applied;
+    /// null until measured.
+    pub lag_ms: Option<i64>,
 }
 
 /// The answer of a promotion that was decided but not finished by the request (202): the

@@ -17,7 +17,7 @@ pub enum ClientError {
     )]
     Unreachable { url: String, reason: String },
     #[error(
-        "not logged in: pass --auth-token, set KEYHAVEN_AUTH_TOKEN, or run `keyhaven user login EMAIL --token`"
+        "not logged in: no token from --auth-token, KEYHAVEN_AUTH_TOKEN, the config file or the server's admin-token file (./keyhaven-data/admin-token; set KEYHAVEN_DATA_DIR if the server uses another data directory); pass one, or run `keyhaven user login EMAIL --token`"
     )]
     NoToken,
     #[error("{0}")]

@@ -80,6 +80,7 @@ impl Settings {
             .clone()
             .or_else(|| env("KEYHAVEN_URL"))
             .or(file.url.clone())
+            .or_else(local_listen_addr)
             .unwrap_or_else(|| DEFAULT_URL.into());
         let token = opts
             .auth_token
@@ -100,6 +101,18 @@ impl Settings {
             json: opts.json,
         }
     }
+}
+
+/// The address a server on this machine from `$KEYHAVEN_DATA_DIR` (default
+/// `./keyhaven-data`) last listened on (`keyhaven server` writes it at every start), so a
+/// server started with `--listen 127.0.0.1:0` or another port needs no `--url` either.
+fn local_listen_addr() -> Option<String> {
+    let dir = env("KEYHAVEN_DATA_DIR").unwrap_or_else(|| "./keyhaven-data".into());
+    std::fs::read_to_string(PathBuf::from(dir).join("listen-addr"))
+        .ok()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .map(|a| format!("http://{a}"))
 }
 
 /// The admin token of a server running on this machine from `$KEYHAVEN_DATA_DIR` (default

@@ -503,6 +503,7 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
                         "state",
                         "link_status",
                         "bytes_behind",
+                        "lag_ms",
                         "seconds_since_last_contact",
                     ],
                     &replicas,

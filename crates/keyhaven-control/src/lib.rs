@@ -10,6 +10,7 @@
 mod detach;
 mod error;
 pub mod failpoint;
+pub mod heartbeat;
 pub mod identity;
 pub mod integration;
 pub mod project;
@@ -70,6 +71,8 @@ pub struct App {
     pub config: ControlConfig,
     /// Wakes the reconciler (after a change, or when a node exits).
     pub wake: Arc<Notify>,
+    /// The newest heartbeat each replica applied: its lag in ms (`heartbeat.rs`).
+    pub heartbeats: heartbeat::Heartbeats,
     /// Links whose promotion runs in this process right now; the reconciler leaves those
     /// nodes alone and only rolls forward promotions nobody is running.
     promotions_in_flight: Mutex<HashSet<String>>,
@@ -97,6 +100,7 @@ impl App {
             runtime,
             config,
             wake,
+            heartbeats: heartbeat::Heartbeats::default(),
             promotions_in_flight: Mutex::default(),
             removals: Mutex::default(),
             roll_forward_attempts: Mutex::default(),

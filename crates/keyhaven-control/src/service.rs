@@ -137,12 +137,12 @@ impl App {
                 return Err(AppError::invalid(
                     "replica_plan_too_small",
                     format!(
-                        "A read replica must hold its primary's data: plan {} ({} MiB) is smaller than primary '{}''s plan {} ({} MiB)",
+                        "A read replica must hold its primary's data: plan {} ({} MiB) is smaller than the plan {} ({} MiB) of its primary '{}'",
                         plan.name,
                         plan.node_memory_mb,
-                        source.name,
                         source_plan.name,
-                        source_plan.node_memory_mb
+                        source_plan.node_memory_mb,
+                        source.name
                     ),
                 ));
             }

@@ -350,13 +350,13 @@ fn check_plan(
             return Err(AppError::conflict(
                 "replica_plan_too_small",
                 format!(
-                    "Replica '{}' must hold its primary's data: plan {} ({} MiB) is smaller than its primary '{}''s plan {} ({} MiB)",
+                    "Replica '{}' must hold its primary's data: plan {} ({} MiB) is smaller than the plan {} ({} MiB) of its primary '{}'",
                     row.name,
                     plan.name,
                     plan.node_memory_mb,
-                    primary.name,
                     pp.name,
-                    pp.node_memory_mb
+                    pp.node_memory_mb,
+                    primary.name
                 ),
             ));
         }

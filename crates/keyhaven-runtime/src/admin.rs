@@ -124,6 +124,15 @@ impl Admin {
             .await
     }
 
+    /// `PUBLISH channel payload`; returns how many subscribers of this node received it.
+    pub async fn publish(&mut self, channel: &str, payload: &str) -> Result<i64, RedisError> {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut self.conn)
+            .await
+    }
+
     /// Closes the replica's connection to its primary (`CLIENT KILL TYPE master`).
     pub async fn client_kill_primary(&mut self) -> Result<(), RedisError> {
         redis::cmd("CLIENT")
@@ -133,5 +142,50 @@ impl Admin {
             .query_async::<redis::Value>(&mut self.conn)
             .await
             .map(|_| ())
+    }
+}
+
+/// A subscription to one channel of a node, as the internal admin user: its own
+/// connection (a subscribed connection can run nothing else).
+pub struct Subscription {
+    stream: redis::aio::PubSubStream,
+}
+
+impl Subscription {
+    /// Connects, authenticates and subscribes; gives up after `timeout`.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        admin_password: &str,
+        channel: &str,
+        timeout: Duration,
+    ) -> Result<Subscription, RedisError> {
+        let url = format!("redis://{ADMIN_USER}:{admin_password}@{host}:{port}/");
+        let client = Client::open(url)?;
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(timeout, subscribe)
+            .await
+            .map_err(|_| {
+                RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "subscribing timed out",
+                ))
+            })??;
+        Ok(Subscription {
+            stream: pubsub.into_on_message(),
+        })
+    }
+
+    /// The next message's payload; `None` once the connection is gone. A node that stalls
+    /// (SIGSTOP) makes this wait: the caller bounds nothing here, by design, since silence
+    /// is what a stalled replica looks like.
+    pub async fn next(&mut self) -> Option<Vec<u8>> {
+        use futures_util::StreamExt;
+        let msg = self.stream.next().await?;
+        Some(msg.get_payload_bytes().to_vec())
     }
 }

@@ -82,6 +82,10 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
         link_status: link_status(h),
         bytes_behind: h.bytes_behind.filter(|_| primary.is_some()),
         seconds_since_last_contact: h.last_io_seconds_ago,
+        lag_ms: primary
+            .is_some()
+            .then(|| app.heartbeats.lag_ms(&row.id))
+            .flatten(),
         sync_in_progress: h.sync_in_progress,
         sync_progress_percent: h.sync_progress_percent(),
         lost_bytes_estimate: row.lost_bytes_estimate,
@@ -94,6 +98,7 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
                 link_status: link_status(&r.health),
                 bytes_behind: r.health.bytes_behind,
                 seconds_since_last_contact: r.health.last_io_seconds_ago,
+                lag_ms: app.heartbeats.lag_ms(&r.id),
             })
             .collect(),
         observed_at: (h.observed_at > 0).then(|| iso8601(h.observed_at)),

@@ -51,6 +51,7 @@ pub struct ServerArgs {
 
 #[derive(Args, Debug)]
 pub struct DownArgs {
+    /// Data directory of the server whose valkey-servers to stop (their data stays).
     #[arg(long, env = "KEYHAVEN_DATA_DIR", default_value = "./keyhaven-data")]
     data_dir: PathBuf,
 }
@@ -245,13 +246,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     info!(%addr, data_dir = %data_dir.display(), valkey_server = %valkey_server.display(), "keyhaven server listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reconciler = tokio::spawn(reconciler::run(app.clone(), stop_rx));
+    let reconciler = tokio::spawn(reconciler::run(app.clone(), stop_rx.clone()));
+    let heartbeats = tokio::spawn(keyhaven_control::heartbeat::run(app.clone(), stop_rx));
     let listener = keyhaven_server::ApiListener(listener);
     axum::serve(listener, keyhaven_server::router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
+    let _ = heartbeats.await;
     info!("keyhaven server stopped; valkey-servers keep serving and are adopted at the next start");
     Ok(())
 }

@@ -103,6 +103,13 @@ async fn the_keyhaven_cli_creates_replicates_and_promotes() {
         replicas.contains("replica") && replicas.contains("RUNNING"),
         "{replicas}"
     );
+    assert!(
+        replicas
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("LAG_MS")),
+        "{replicas}"
+    );
     let links = cli.ok(&["service", "integration-list", "replica"]);
     assert!(links.contains("read_replica"), "{links}");
 

@@ -64,6 +64,21 @@ async fn a_killed_valkey_server_is_restarted_with_its_data() {
     // to observe it), so a restart that waited for the next tick would take its whole 1 s
     // idle period.
     let mut watch = p.node_connection(&s, "keyhaven-admin").await;
+    // Keyhaven's heartbeat publisher opens one connection of its own, up to a second after
+    // the service is created; once it publishes, every new connection is an activation.
+    wait_for(
+        "heartbeats on the node",
+        Duration::from_secs(10),
+        async || {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut watch)
+                .await
+                .unwrap();
+            info.contains("cmdstat_publish:").then_some(())
+        },
+    )
+    .await;
     let activation = wait_for_activation(&mut watch).await;
     let next = wait_for_activation(&mut watch).await;
     assert!(

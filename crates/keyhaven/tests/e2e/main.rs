@@ -10,6 +10,7 @@ mod crashes;
 mod faults;
 mod identity;
 mod lifecycle;
+mod observe;
 mod promotion;
 mod replicas;
 mod security;

@@ -1,0 +1,249 @@
+//! Observing replication: the lag in milliseconds that Keyhaven measures with its own
+//! heartbeats (DESIGN → Observing), on real valkey-servers.
+
+use crate::harness::*;
+use keyhaven_control::heartbeat::{CHANNEL, payload};
+use redis::aio::MultiplexedConnection;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn lag_ms(service: &Value) -> Option<i64> {
+    service["keyhaven_replication"]["lag_ms"].as_i64()
+}
+
+/// Sends SIGCONT on drop, so a failing test never leaves a node stopped.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        signal(pid, "-STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// Waits until Keyhaven has measured the replica's lag and returns the service.
+async fn wait_measured(p: &Platform, name: &str) -> Value {
+    wait_for(
+        "the replica's lag_ms",
+        Duration::from_secs(15),
+        async || {
+            let s = p.service(name).await;
+            lag_ms(&s).is_some().then_some(s)
+        },
+    )
+    .await
+}
+
+/// Bytes the primary has sent that its replica has not acknowledged yet, from the
+/// primary's INFO (the replica ACKs once a second).
+async fn unacked_bytes(primary_admin: &mut MultiplexedConnection) -> i64 {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(primary_admin)
+        .await
+        .unwrap();
+    let field = |line: &str, key: &str| -> Option<i64> {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let offset = info
+        .lines()
+        .find_map(|l| l.strip_prefix("master_repl_offset:"))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap();
+    let acked = info
+        .lines()
+        .find_map(|l| l.strip_prefix("slave0:"))
+        .and_then(|l| field(l, "offset="))
+        .unwrap_or_else(|| panic!("no replica in {info}"));
+    offset - acked
+}
+
+fn service_id(p: &Platform, service: &Value) -> String {
+    let port = service["components"][0]["port"].as_u64().unwrap() as u16;
+    p.node_dir_of_port(port)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[tokio::test]
+async fn an_idle_replica_has_its_lag_measured_in_milliseconds() {
+    let p = Platform::start().await;
+    let (primary, _) = primary_and_replica(&p).await;
+    wait_measured(&p, "repl").await;
+    // 200 reads back to back span a few heartbeat periods.
+    let mut lags: Vec<i64> = Vec::new();
+    for _ in 0..200 {
+        lags.push(lag_ms(&p.service("repl").await).unwrap());
+    }
+    lags.sort_unstable();
+    let (median, p90, max) = (lags[100], lags[180], lags[199]);
+    eprintln!("idle replica lag_ms over 200 reads: median {median}, p90 {p90}, max {max}");
+    assert!(median <= 20, "an idle replica on loopback lags {median} ms");
+    // The primary shows it for its replica too.
+    let prim = p.service("prim").await;
+    let summary = &prim["keyhaven_replication"]["replicas"][0];
+    assert_eq!(summary["service_name"], "repl");
+    assert!(summary["lag_ms"].as_i64().is_some(), "{summary}");
+    assert!(prim["keyhaven_replication"]["lag_ms"].is_null());
+    // Nothing was written into the tenant's keyspace, on either node.
+    assert_eq!(dbsize(&mut valkey(&primary).await).await, 0);
+    assert_eq!(dbsize(&mut valkey(&p.service("repl").await).await).await, 0);
+}
+
+#[tokio::test]
+async fn lag_rises_while_the_replica_is_stopped_and_returns_after() {
+    let p = Platform::start().await;
+    let (primary, replica) = primary_and_replica(&p).await;
+    wait_measured(&p, "repl").await;
+    let mut writer = valkey(&primary).await;
+    let mut admin = p.node_connection(&primary, "keyhaven-admin").await;
+    let before = wait_for("a small lag", Duration::from_secs(10), async || {
+        lag_ms(&p.service("repl").await).filter(|l| *l <= 50)
+    })
+    .await;
+
+    let stopped = Stopped::new(p.node_pid(&replica));
+    let start = Instant::now();
+    let mut batch = 0;
+    while start.elapsed() < Duration::from_secs(1) {
+        batch += 1;
+        burst(&mut writer, &format!("b{batch}"), 500, 100).await;
+    }
+    let during = wait_for("the lag to rise", Duration::from_secs(10), async || {
+        lag_ms(&p.service("repl").await).filter(|l| *l >= 900)
+    })
+    .await;
+    let bytes_during = unacked_bytes(&mut admin).await;
+    drop(stopped);
+
+    let after = wait_for(
+        "the lag to fall back",
+        Duration::from_secs(15),
+        async || lag_ms(&p.service("repl").await).filter(|l| *l <= 50),
+    )
+    .await;
+    // Acknowledged within a second or two (the heartbeats keep adding ~100 bytes each).
+    let bytes_after = wait_for(
+        "the replica to acknowledge",
+        Duration::from_secs(15),
+        async || {
+            let b = unacked_bytes(&mut admin).await;
+            (b < 4096).then_some(b)
+        },
+    )
+    .await;
+    eprintln!(
+        "lag_ms before {before}, stopped {during}, after {after}; unacked bytes stopped {bytes_during}, after {bytes_after}"
+    );
+    assert!(
+        bytes_during > 500 * 100,
+        "the writes are unacked: {bytes_during}"
+    );
+    assert!(during > after && bytes_during > bytes_after);
+    // The API's own bytes figure comes back to (near) zero too.
+    wait_for("bytes_behind near 0", Duration::from_secs(15), async || {
+        let s = p.service("repl").await;
+        s["keyhaven_replication"]["bytes_behind"]
+            .as_i64()
+            .filter(|b| *b < 4096)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tenants_fake_heartbeat_changes_no_lag() {
+    let p = Platform::start().await;
+    let (primary, replica) = primary_and_replica(&p).await;
+    wait_measured(&p, "repl").await;
+    let primary_id = service_id(&p, &primary);
+    let mut tenant = valkey(&replica).await;
+
+    // Heartbeats stop reaching the replica while its primary is stopped.
+    let stopped = Stopped::new(p.node_pid(&primary));
+    let before = wait_for("the lag to rise", Duration::from_secs(10), async || {
+        lag_ms(&p.service("repl").await).filter(|l| *l >= 500)
+    })
+    .await;
+    // A tenant publishes heartbeats of the right shape on the replica, signed with every
+    // key it knows: its own password, and none.
+    let password = p.node_password(&replica, "default");
+    let now = now_us();
+    for fake in [
+        payload(&primary_id, now, &password),
+        payload(&primary_id, now, ""),
+        format!("v1 {primary_id} {now} {}", "0".repeat(64)),
+    ] {
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(&fake)
+            .query_async(&mut tenant)
+            .await
+            .unwrap();
+        // Keyhaven's subscriber received it.
+        assert_eq!(receivers, 1, "nobody subscribed to {CHANNEL}");
+    }
+    let after = lag_ms(&p.service("repl").await).unwrap();
+    assert!(
+        after >= before,
+        "a fake heartbeat lowered the lag: {before} → {after}"
+    );
+    drop(stopped);
+    wait_for(
+        "the lag to fall back",
+        Duration::from_secs(15),
+        async || lag_ms(&p.service("repl").await).filter(|l| *l <= 50),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn heartbeats_show_in_commandstats_as_publish() {
+    let p = Platform::start().await;
+    let (primary, replica) = primary_and_replica(&p).await;
+    wait_measured(&p, "repl").await;
+    let calls = async |s: &Value| -> i64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut valkey(s).await)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (p0, r0, t0) = (calls(&primary).await, calls(&replica).await, Instant::now());
+    let (p1, r1) = wait_for(
+        "a second of heartbeats",
+        Duration::from_secs(10),
+        async || {
+            if t0.elapsed() < Duration::from_secs(1) {
+                return None;
+            }
+            Some((calls(&primary).await, calls(&replica).await))
+        },
+    )
+    .await;
+    let secs = t0.elapsed().as_secs_f64();
+    let (per_s_primary, per_s_replica) = ((p1 - p0) as f64 / secs, (r1 - r0) as f64 / secs);
+    eprintln!(
+        "cmdstat_publish calls per second seen by the tenant: primary {per_s_primary:.1}, replica {per_s_replica:.1}"
+    );
+    // Documented in docs/metrics.md: ~10 a second on the primary (and on its replicas,
+    // which count the replicated PUBLISH).
+    assert!(
+        (5.0..=12.0).contains(&per_s_primary),
+        "{per_s_primary} publishes per second"
+    );
+}
