@@ -71,6 +71,8 @@ pub struct App {
     pub config: ControlConfig,
     /// Wakes the reconciler (after a change, or when a node exits).
     pub wake: Arc<Notify>,
+    /// Promotion requests answered by this process: (project, outcome) → count.
+    promotion_outcomes: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// The newest heartbeat each replica applied: its lag in ms (`heartbeat.rs`).
     pub heartbeats: heartbeat::Heartbeats,
     /// Links whose promotion runs in this process right now; the reconciler leaves those
@@ -101,6 +103,7 @@ impl App {
             config,
             wake,
             heartbeats: heartbeat::Heartbeats::default(),
+            promotion_outcomes: Mutex::default(),
             promotions_in_flight: Mutex::default(),
             removals: Mutex::default(),
             roll_forward_attempts: Mutex::default(),
@@ -115,6 +118,26 @@ impl App {
             .entry(service_id.to_string())
             .or_default()
             .clone()
+    }
+
+    /// Counts a promotion request's answer: `promoted`, `pending` (202) or the refusal's
+    /// error code.
+    pub fn count_promotion(&self, project: &str, outcome: &str) {
+        *self
+            .promotion_outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((project.to_string(), outcome.to_string()))
+            .or_default() += 1;
+    }
+
+    pub fn promotion_outcomes(&self) -> Vec<((String, String), u64)> {
+        self.promotion_outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     pub fn cloud(&self, name: &str) -> Option<&Cloud> {

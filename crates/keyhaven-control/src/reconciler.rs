@@ -453,7 +453,13 @@ async fn observe(
         let mut admin =
             Admin::connect(host, service.port, &service.admin_password, OBSERVE_TIMEOUT).await?;
         let info = admin
-            .info(&["replication", "memory", "persistence"])
+            .info(&[
+                "replication",
+                "memory",
+                "persistence",
+                "clients",
+                "keyspace",
+            ])
             .await?;
         Ok::<_, keyhaven_runtime::admin::RedisError>((admin, info))
     }
@@ -472,6 +478,8 @@ async fn observe(
         health.error = Some("valkey-server could not save its snapshot (is the disk full?)".into());
     }
     health.used_memory = info.int("used_memory");
+    health.connected_clients = info.int("connected_clients");
+    health.keys = Some(info.keys());
     health.valkey_role = info.get("role").map(str::to_string);
     if health.valkey_role.as_deref() == Some("master") {
         health.repl_offset = info.int("master_repl_offset");

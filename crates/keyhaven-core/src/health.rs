@@ -43,6 +43,12 @@ pub struct NodeHealth {
     /// leave room for (checked against the last observation, never by asking the node).
     #[serde(default)]
     pub used_memory: Option<i64>,
+    /// `connected_clients` of INFO clients (Keyhaven's own connections included).
+    #[serde(default)]
+    pub connected_clients: Option<i64>,
+    /// Keys in all of the node's databases (INFO keyspace).
+    #[serde(default)]
+    pub keys: Option<i64>,
     /// Primary only: replicas the primary reports as `online`.
     pub online_replicas: Option<i64>,
     /// Why the node could not be observed or started, in words.

@@ -33,6 +33,15 @@ impl Info {
         self.fields.get(key).map(String::as_str)
     }
 
+    /// Keys in every database (`dbN:keys=K,expires=..` lines of INFO keyspace; 0 when none).
+    pub fn keys(&self) -> i64 {
+        (0..16)
+            .filter_map(|n| self.get(&format!("db{n}")))
+            .filter_map(|v| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
+            .filter_map(|k| k.parse::<i64>().ok())
+            .sum()
+    }
+
     pub fn int(&self, key: &str) -> Option<i64> {
         self.get(key)?.parse().ok()
     }

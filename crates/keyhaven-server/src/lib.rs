@@ -8,6 +8,7 @@
 mod error;
 mod extract;
 mod listener;
+mod metrics;
 pub mod openapi;
 mod routes;
 mod view;

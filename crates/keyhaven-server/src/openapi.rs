@@ -14,7 +14,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
             Errors have Aiven's shape: {\"message\", \"errors\": [{\"message\", \"status\", \"error_code\"}]}."
     ),
     paths(
-        meta::healthz, meta::readyz, meta::cloud_list, meta::service_type_list,
+        meta::healthz, meta::readyz, meta::metrics, meta::cloud_list, meta::service_type_list,
         meta::project_service_type_list, meta::project_service_type_get, meta::vpc_list,
         meta::project_cloud_list, meta::unnamed_project_cloud_list,
         identity::user_create, identity::user_auth, identity::me,

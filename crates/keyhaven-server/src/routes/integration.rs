@@ -62,11 +62,25 @@ pub async fn service_integration_delete(
     ApiPath((project, id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<IntegrationDeleteQuery>,
 ) -> Result<Response, HttpError> {
+    let answer = app
+        .integration_delete(&caller, &project, &id, query.lossy)
+        .await
+        .map_err(HttpError::from);
+    // Counted only in a project the caller may see (a 404 could name anyone's).
+    let outcome = match &answer {
+        Ok(Promotion::Done(_)) => "promoted".to_string(),
+        Ok(Promotion::Finishing { .. }) => "pending".to_string(),
+        Err(e) => e.0.code.clone(),
+    };
+    if answer.is_ok()
+        || app
+            .my_projects(&caller)
+            .is_ok_and(|ps| ps.iter().any(|p| p.name == project))
+    {
+        app.count_promotion(&project, &outcome);
+    }
     Ok(
-        match app
-            .integration_delete(&caller, &project, &id, query.lossy)
-            .await?
-        {
+        match answer? {
             Promotion::Done(p) => Json(MessageBody {
                 message: format!("Service integration deleted: {}", p.describe()),
             })

@@ -30,6 +30,37 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Valu
     Ok(Json(json!({"status": "ready"})))
 }
 
+/// The services of the caller's projects in the Prometheus exposition format (OpenMetrics
+/// text): state, role, memory, clients, keys, replica link and lag, promotions. A token sees
+/// only its own projects' series (docs/metrics.md lists every metric).
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 403, body = ErrorBody)))]
+pub async fn metrics(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+) -> Result<axum::response::Response, HttpError> {
+    use axum::response::IntoResponse;
+    let projects: Vec<String> = app
+        .my_projects(&caller)?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let mut services = Vec::new();
+    for project in &projects {
+        services.extend(app.service_list(&caller, project)?);
+    }
+    let body = crate::metrics::render(&app, &services, &projects);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
 /// The clouds of this server's configuration, in Aiven's fields only: where a cloud's
 /// instance listens and whether it is alive are not for anonymous callers.
 fn clouds(app: &App) -> CloudList {

@@ -42,6 +42,7 @@ pub(crate) fn routes() -> Vec<Route> {
     vec![
         route(M::GET, "/healthz", meta::healthz),
         route(M::GET, "/readyz", meta::readyz),
+        route(M::GET, "/metrics", meta::metrics),
         route(M::GET, "/v1/clouds", meta::cloud_list),
         route(M::GET, "/v1/service_types", meta::service_type_list),
         route(

@@ -247,3 +247,124 @@ async fn heartbeats_show_in_commandstats_as_publish() {
         "{per_s_primary} publishes per second"
     );
 }
+
+/// `GET /metrics` with a token, as Prometheus sends it (`Authorization: Bearer`).
+async fn scrape(p: &Platform, token: Option<&str>) -> (u16, String) {
+    let mut req = p.http.get(p.url("/metrics"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// The series lines (not `# HELP`/`# TYPE`) of an exposition.
+fn series(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.starts_with('#')).collect()
+}
+
+#[tokio::test]
+async fn metrics_show_only_the_tokens_projects_and_each_replicas_lag() {
+    let p = Platform::start().await;
+    primary_and_replica(&p).await;
+    wait_measured(&p, "repl").await;
+    // Another user, with a project and a service of its own.
+    let (status, body) = p
+        .call(
+            "POST",
+            "/v1/user",
+            Some(
+                serde_json::json!({"email": "b@example.com", "password": "correct horse battery"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let b = body["token"].as_str().unwrap().to_string();
+    let (status, body) = p
+        .call_as(
+            &b,
+            "POST",
+            "/v1/project",
+            Some(serde_json::json!({"project": "bproj"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = p
+        .call_as(
+            &b,
+            "POST",
+            "/v1/project/bproj/service",
+            Some(serde_json::json!({"service_name": "bsvc", "service_type": "valkey", "plan": "startup-4"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(scrape(&p, None).await.0, 403);
+    let (status, text_b) = scrape(&p, Some(&b)).await;
+    assert_eq!(status, 200, "{text_b}");
+    assert!(text_b.contains(r#"project="bproj""#), "{text_b}");
+    for line in series(&text_b) {
+        assert!(
+            !line.contains(r#"project="default""#) && !line.contains(r#"service="prim""#),
+            "B sees a series of another project: {line}"
+        );
+    }
+    // The admin's token: its project's series, the replica's lag, nothing of bproj.
+    let text_a = wait_for(
+        "the replica's lag in /metrics",
+        Duration::from_secs(10),
+        async || {
+            let (_, t) = scrape(&p, Some(&p.token)).await;
+            t.lines()
+                .any(|l| {
+                    l.starts_with("keyhaven_replica_lag_seconds{")
+                        && l.contains(r#"service="repl""#)
+                })
+                .then_some(t)
+        },
+    )
+    .await;
+    for line in series(&text_a) {
+        assert!(
+            !line.contains("bproj") && !line.contains("bsvc"),
+            "the admin sees a series of B's project: {line}"
+        );
+    }
+    for name in [
+        r#"keyhaven_service_state{project="default",service="repl",primary="prim",state="RUNNING"} 1"#,
+        r#"keyhaven_service_role{project="default",service="prim",primary="prim",role="primary"} 1"#,
+        r#"keyhaven_replica_link_up{project="default",service="repl",primary="prim"} 1"#,
+        r#"keyhaven_replica_lag_bytes{project="default",service="repl",primary="prim"}"#,
+        r#"keyhaven_service_memory_max_bytes{project="default",service="prim",primary="prim"}"#,
+        r#"keyhaven_service_keys{project="default",service="prim",primary="prim"}"#,
+        r#"keyhaven_service_connected_clients{project="default",service="prim",primary="prim"}"#,
+    ] {
+        assert!(text_a.contains(name), "no {name} in\n{text_a}");
+    }
+    // Every metric family has its help text.
+    let families = text_a.lines().filter(|l| l.starts_with("# TYPE")).count();
+    let helps = text_a.lines().filter(|l| l.starts_with("# HELP")).count();
+    assert!(families >= 10 && helps == families, "{text_a}");
+
+    // Promotions by outcome, in the project's series only.
+    let link = p.link_id("repl").await;
+    let (status, body) = p.delete_link(&link).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = p
+        .call_as(&b, "DELETE", "/v1/project/bproj/integration/nope", None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, text_a) = scrape(&p, Some(&p.token)).await;
+    assert!(
+        text_a.contains(r#"keyhaven_promotions_total{project="default",outcome="promoted"} 1"#),
+        "{text_a}"
+    );
+    assert!(!text_a.contains("bproj"), "{text_a}");
+    let (_, text_b) = scrape(&p, Some(&b)).await;
+    assert!(
+        text_b.contains(
+            r#"keyhaven_promotions_total{project="bproj",outcome="integration_not_found"} 1"#
+        ),
+        "{text_b}"
+    );
+}

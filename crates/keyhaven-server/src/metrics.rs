@@ -1,0 +1,227 @@
+//! `GET /metrics`: the services of the caller's projects, in the Prometheus exposition
+//! format (OpenMetrics text, written by `prometheus-client`).
+//!
+//! A registry is built per scrape from what the store last observed (and the lag this
+//! process measured), holding only the caller's projects: a token never sees a series of a
+//! project it is not a member of. Labels are bounded: project, service, primary (the
+//! primary of the service's replication group: its own name on a primary), and for the
+//! state and role series the state or role; no ids of requests or keys.
+
+use keyhaven_control::App;
+use keyhaven_control::service::ServiceDetail;
+use keyhaven_core::{Role, ServiceState};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    project: String,
+    service: String,
+    primary: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    project: String,
+    service: String,
+    primary: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabels {
+    project: String,
+    service: String,
+    primary: String,
+    role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PromotionLabels {
+    project: String,
+    outcome: String,
+}
+
+const STATES: [ServiceState; 3] = [
+    ServiceState::Rebuilding,
+    ServiceState::Running,
+    ServiceState::Poweroff,
+];
+
+/// Every metric, with its help text: docs/metrics.md lists the same (a unit test checks).
+pub const METRICS: &[(&str, &str)] = &[
+    (
+        "keyhaven_service_state",
+        "1 for the service's state (REBUILDING, RUNNING, POWEROFF), 0 for the others",
+    ),
+    (
+        "keyhaven_service_role",
+        "1 for the role Keyhaven wants for the service's node (primary or replica)",
+    ),
+    (
+        "keyhaven_service_up",
+        "1 if the service's valkey-server answered Keyhaven's last observation",
+    ),
+    (
+        "keyhaven_service_memory_used_bytes",
+        "used_memory of the node at the last observation",
+    ),
+    (
+        "keyhaven_service_memory_max_bytes",
+        "maxmemory of the node: 70 % of its plan's memory",
+    ),
+    (
+        "keyhaven_service_connected_clients",
+        "connected_clients of the node at the last observation (Keyhaven's own connections included)",
+    ),
+    (
+        "keyhaven_service_keys",
+        "keys in the node's databases at the last observation",
+    ),
+    (
+        "keyhaven_replica_link_up",
+        "1 if the replica's link to its primary was up at the last observation",
+    ),
+    (
+        "keyhaven_replica_lag_bytes",
+        "bytes of its primary's replication stream the replica had not received (last observation)",
+    ),
+    (
+        "keyhaven_replica_lag_seconds",
+        "replication lag measured by Keyhaven's heartbeats (lag_ms / 1000, now)",
+    ),
+    (
+        "keyhaven_promotions",
+        "promotion requests answered by this process, by outcome (promoted, pending, or the refusal's error_code)",
+    ),
+];
+
+fn help(name: &str) -> &'static str {
+    METRICS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, h)| *h)
+        .expect("every metric has help")
+}
+
+/// Renders the exposition of `services` (the caller's, already scoped) and the promotion
+/// counts of `projects` (the caller's).
+pub fn render(app: &App, services: &[ServiceDetail], projects: &[String]) -> String {
+    let mut registry = Registry::default();
+    macro_rules! family {
+        ($name:literal, $labels:ty, $metric:ty) => {{
+            let f = Family::<$labels, $metric>::default();
+            registry.register($name, help($name), f.clone());
+            f
+        }};
+    }
+    let state = family!("keyhaven_service_state", StateLabels, Gauge);
+    let role = family!("keyhaven_service_role", RoleLabels, Gauge);
+    let up = family!("keyhaven_service_up", ServiceLabels, Gauge);
+    let used = family!("keyhaven_service_memory_used_bytes", ServiceLabels, Gauge);
+    let max = family!("keyhaven_service_memory_max_bytes", ServiceLabels, Gauge);
+    let clients = family!("keyhaven_service_connected_clients", ServiceLabels, Gauge);
+    let keys = family!("keyhaven_service_keys", ServiceLabels, Gauge);
+    let link_up = family!("keyhaven_replica_link_up", ServiceLabels, Gauge);
+    let lag_bytes = family!("keyhaven_replica_lag_bytes", ServiceLabels, Gauge);
+    let lag_seconds = family!(
+        "keyhaven_replica_lag_seconds",
+        ServiceLabels,
+        Gauge<f64, AtomicU64>
+    );
+    let promotions = family!("keyhaven_promotions", PromotionLabels, Counter);
+
+    for d in services {
+        let row = &d.row;
+        let primary = d
+            .integrations
+            .iter()
+            .find(|l| l.dest_service_id == row.id)
+            .map(|l| l.source_service.clone())
+            .unwrap_or_else(|| row.name.clone());
+        let labels = ServiceLabels {
+            project: row.project.clone(),
+            service: row.name.clone(),
+            primary: primary.clone(),
+        };
+        for s in STATES {
+            state
+                .get_or_create(&StateLabels {
+                    project: row.project.clone(),
+                    service: row.name.clone(),
+                    primary: primary.clone(),
+                    state: s.as_str().into(),
+                })
+                .set((row.state == s) as i64);
+        }
+        role.get_or_create(&RoleLabels {
+            project: row.project.clone(),
+            service: row.name.clone(),
+            primary: primary.clone(),
+            role: match row.role {
+                Role::Primary => "primary",
+                Role::Replica => "replica",
+            }
+            .into(),
+        })
+        .set(1);
+        let h = &row.health;
+        up.get_or_create(&labels).set(h.answered as i64);
+        if let Some(v) = h.used_memory {
+            used.get_or_create(&labels).set(v);
+        }
+        if let Some(plan) = keyhaven_core::Plan::find(&row.plan) {
+            max.get_or_create(&labels)
+                .set(plan.maxmemory_bytes() as i64);
+        }
+        if let Some(v) = h.connected_clients {
+            clients.get_or_create(&labels).set(v);
+        }
+        if let Some(v) = h.keys {
+            keys.get_or_create(&labels).set(v);
+        }
+        if row.role == Role::Replica {
+            if let Some(v) = h.link_up {
+                link_up.get_or_create(&labels).set(v as i64);
+            }
+            if let Some(v) = h.bytes_behind {
+                lag_bytes.get_or_create(&labels).set(v);
+            }
+            if let Some(ms) = app.heartbeats.lag_ms(&row.id) {
+                lag_seconds.get_or_create(&labels).set(ms as f64 / 1000.0);
+            }
+        }
+    }
+    for ((project, outcome), n) in app.promotion_outcomes() {
+        if projects.contains(&project) {
+            promotions
+                .get_or_create(&PromotionLabels { project, outcome })
+                .inc_by(n);
+        }
+    }
+    let mut out = String::new();
+    encode(&mut out, &registry).expect("writing to a String cannot fail");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::METRICS;
+
+    #[test]
+    fn every_metric_is_documented() {
+        let doc = include_str!("../../../docs/metrics.md");
+        for (name, help) in METRICS {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} is not in docs/metrics.md"
+            );
+            assert!(!help.is_empty());
+        }
+    }
+}
