@@ -368,3 +368,127 @@ async fn metrics_show_only_the_tokens_projects_and_each_replicas_lag() {
         "{text_b}"
     );
 }
+
+/// A Prometheus server of this test's own, killed on drop.
+struct Prometheus {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Debian's `prometheus` (scripts/setup installs it), on a free loopback port, scraping
+    /// `target` (`host:port`) every second with `token`.
+    fn start(target: &str, token: &str) -> Prometheus {
+        let bin = std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join("prometheus"))
+                    .find(|p| p.is_file())
+            })
+            .expect("prometheus is missing: run scripts/setup (Debian's prometheus package)");
+        let dir = tempfile::Builder::new()
+            .prefix("keyhaven-prometheus")
+            .tempdir()
+            .unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, token).unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: keyhaven\n    authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: [\"{target}\"]\n",
+                token_file.display()
+            ),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Prometheus {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// The samples of an instant query through Prometheus's HTTP API.
+    async fn query(&self, http: &reqwest::Client, promql: &str) -> Option<Vec<Value>> {
+        let resp = http
+            .get(format!(
+                "http://127.0.0.1:{}/api/v1/query?query={}",
+                self.port,
+                percent_encode(promql)
+            ))
+            .send()
+            .await
+            .ok()?;
+        let body: Value = resp.json().await.ok()?;
+        (body["status"] == "success").then(|| body["data"]["result"].as_array().cloned())?
+    }
+}
+
+/// A URL query value, percent-encoded (this reqwest is built without its `query` feature).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_a_replicas_lag_with_a_token() {
+    let p = Platform::start().await;
+    primary_and_replica(&p).await;
+    wait_measured(&p, "repl").await;
+    let target = p.base.trim_start_matches("http://").to_string();
+    let prometheus = Prometheus::start(&target, &p.token);
+    let samples = wait_for(
+        "Prometheus to have scraped the replica's lag",
+        Duration::from_secs(60),
+        async || {
+            prometheus
+                .query(&p.http, r#"keyhaven_replica_lag_seconds{service="repl"}"#)
+                .await
+                .filter(|r| !r.is_empty())
+        },
+    )
+    .await;
+    let sample = &samples[0];
+    assert_eq!(sample["metric"]["project"], "default", "{sample}");
+    assert_eq!(sample["metric"]["primary"], "prim", "{sample}");
+    let seconds: f64 = sample["value"][1].as_str().unwrap().parse().unwrap();
+    eprintln!("Prometheus: keyhaven_replica_lag_seconds of repl = {seconds}");
+    assert!((0.0..1.0).contains(&seconds), "{sample}");
+    // The scrape itself is healthy (it authenticated).
+    let up = prometheus
+        .query(&p.http, r#"up{job="keyhaven"}"#)
+        .await
+        .unwrap();
+    assert_eq!(up[0]["value"][1], "1", "{up:?}");
+}
