@@ -459,6 +459,7 @@ async fn observe(
                 "persistence",
                 "clients",
                 "keyspace",
+                "stats",
             ])
             .await?;
         Ok::<_, keyhaven_runtime::admin::RedisError>((admin, info))
@@ -480,9 +481,12 @@ async fn observe(
     health.used_memory = info.int("used_memory");
     health.connected_clients = info.int("connected_clients");
     health.keys = Some(info.keys());
+    health.commands_processed = info.int("total_commands_processed");
     health.valkey_role = info.get("role").map(str::to_string);
     if health.valkey_role.as_deref() == Some("master") {
         health.repl_offset = info.int("master_repl_offset");
+        health.full_syncs = info.int("sync_full");
+        health.partial_syncs = info.int("sync_partial_ok");
         health.online_replicas = Some(
             info.replicas()
                 .iter()

@@ -49,6 +49,15 @@ pub struct NodeHealth {
     /// Keys in all of the node's databases (INFO keyspace).
     #[serde(default)]
     pub keys: Option<i64>,
+    /// `total_commands_processed` of INFO stats (Keyhaven's own commands included).
+    #[serde(default)]
+    pub commands_processed: Option<i64>,
+    /// Primary only: full syncs it served (`sync_full`) and partial resyncs it accepted
+    /// (`sync_partial_ok`) since its valkey-server started.
+    #[serde(default)]
+    pub full_syncs: Option<i64>,
+    #[serde(default)]
+    pub partial_syncs: Option<i64>,
     /// Primary only: replicas the primary reports as `online`.
     pub online_replicas: Option<i64>,
     /// Why the node could not be observed or started, in words.

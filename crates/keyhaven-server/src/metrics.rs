@@ -84,6 +84,22 @@ pub const METRICS: &[(&str, &str)] = &[
         "keys in the node's databases at the last observation",
     ),
     (
+        "keyhaven_service_commands_processed",
+        "total_commands_processed of the node since its start (Keyhaven's own commands included)",
+    ),
+    (
+        "keyhaven_primary_full_syncs",
+        "full syncs the primary served to replicas since its valkey-server started (sync_full)",
+    ),
+    (
+        "keyhaven_primary_partial_syncs",
+        "partial resyncs the primary accepted since its valkey-server started (sync_partial_ok)",
+    ),
+    (
+        "keyhaven_replica_sync_progress_percent",
+        "progress of the replica's running full sync (estimated for diskless syncs); absent when none runs",
+    ),
+    (
         "keyhaven_replica_link_up",
         "1 if the replica's link to its primary was up at the last observation",
     ),
@@ -127,6 +143,18 @@ pub fn render(app: &App, services: &[ServiceDetail], projects: &[String]) -> Str
     let max = family!("keyhaven_service_memory_max_bytes", ServiceLabels, Gauge);
     let clients = family!("keyhaven_service_connected_clients", ServiceLabels, Gauge);
     let keys = family!("keyhaven_service_keys", ServiceLabels, Gauge);
+    let commands = family!(
+        "keyhaven_service_commands_processed",
+        ServiceLabels,
+        Counter
+    );
+    let full_syncs = family!("keyhaven_primary_full_syncs", ServiceLabels, Counter);
+    let partial_syncs = family!("keyhaven_primary_partial_syncs", ServiceLabels, Counter);
+    let progress = family!(
+        "keyhaven_replica_sync_progress_percent",
+        ServiceLabels,
+        Gauge
+    );
     let link_up = family!("keyhaven_replica_link_up", ServiceLabels, Gauge);
     let lag_bytes = family!("keyhaven_replica_lag_bytes", ServiceLabels, Gauge);
     let lag_seconds = family!(
@@ -185,7 +213,20 @@ pub fn render(app: &App, services: &[ServiceDetail], projects: &[String]) -> Str
         if let Some(v) = h.keys {
             keys.get_or_create(&labels).set(v);
         }
+        let count = |f: &Family<ServiceLabels, Counter>, v: Option<i64>| {
+            if let Some(v) = v.filter(|v| *v >= 0) {
+                f.get_or_create(&labels).inc_by(v as u64);
+            }
+        };
+        count(&commands, h.commands_processed);
+        if row.role == Role::Primary {
+            count(&full_syncs, h.full_syncs);
+            count(&partial_syncs, h.partial_syncs);
+        }
         if row.role == Role::Replica {
+            if let Some(v) = h.sync_progress_percent() {
+                progress.get_or_create(&labels).set(v as i64);
+            }
             if let Some(v) = h.link_up {
                 link_up.get_or_create(&labels).set(v as i64);
             }
