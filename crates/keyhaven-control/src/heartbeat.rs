@@ -63,6 +63,32 @@ struct Inner {
     sent: HashMap<String, VecDeque<i64>>,
     /// Replica id → the newest heartbeat it applied.
     applied: HashMap<String, Applied>,
+    /// Replica id → how long each heartbeat it applied took, send to apply.
+    delays: HashMap<String, Delays>,
+}
+
+/// Upper bounds (seconds) of the buckets of [`Delays`].
+pub const DELAY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram of the send-to-apply times of a replica's heartbeats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delays {
+    /// Heartbeats at or under each bound of [`DELAY_BUCKETS`] (not cumulative).
+    pub buckets: [u64; DELAY_BUCKETS.len()],
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl Delays {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = DELAY_BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
 }
 
 struct Applied {
@@ -100,6 +126,12 @@ impl Heartbeats {
         Some((micros / 1000).max(0))
     }
 
+    /// The send-to-apply times of the replica's heartbeats so far (this process's).
+    pub fn delays(&self, replica_id: &str) -> Option<Delays> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.delays.get(replica_id).cloned()
+    }
+
     /// Records a heartbeat just before it is sent to the primary.
     fn sent(&self, primary_id: &str, sent: i64) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,6 +149,11 @@ impl Heartbeats {
         match inner.applied.get(replica_id) {
             Some(a) if a.primary_id == primary_id && a.sent >= sent => {}
             _ => {
+                inner
+                    .delays
+                    .entry(replica_id.to_string())
+                    .or_default()
+                    .observe((received - sent).max(0) as f64 / 1e6);
                 inner.applied.insert(
                     replica_id.to_string(),
                     Applied {
@@ -137,6 +174,10 @@ impl Heartbeats {
             .applied
             .retain(|replica, a| keep.get(replica) == Some(&a.primary_id));
         inner.sent.retain(|primary, _| primaries.contains(primary));
+        let inner = &mut *inner;
+        inner
+            .delays
+            .retain(|replica, _| inner.applied.contains_key(replica));
     }
 }
 
@@ -430,9 +471,14 @@ mod tests {
         h.applied("r", "p", now - 5_000_000);
         let lag = h.lag_ms("r").unwrap();
         assert!((5000..6000).contains(&lag), "{lag}");
-        // An older one (a replay) changes nothing.
+        // An older one (a replay) changes nothing, not even the histogram.
         h.applied("r", "p", now - 9_000_000);
         assert!(h.lag_ms("r").unwrap() >= 5000);
+        let d = h.delays("r").unwrap();
+        assert_eq!(d.count, 2);
+        // 9 s and 5 s: both in the 10 s bucket.
+        assert_eq!(d.buckets[DELAY_BUCKETS.len() - 1], 2);
+        assert!((13.9..14.1).contains(&d.sum_seconds), "{d:?}");
         h.sent("p", now_micros());
         h.applied("r", "p", now_micros() - 1000);
         assert!(h.lag_ms("r").unwrap() < 1000);

@@ -8,14 +8,18 @@
 //! state and role series the state or role; no ids of requests or keys.
 
 use keyhaven_control::App;
+use keyhaven_control::heartbeat::{DELAY_BUCKETS, Delays};
 use keyhaven_control::service::ServiceDetail;
 use keyhaven_core::{Role, ServiceState};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,6 +116,10 @@ pub const METRICS: &[(&str, &str)] = &[
         "replication lag measured by Keyhaven's heartbeats (lag_ms / 1000, now)",
     ),
     (
+        "keyhaven_replica_heartbeat_delay_seconds",
+        "how long each heartbeat took from Keyhaven's send on the primary to its apply on the replica",
+    ),
+    (
         "keyhaven_promotions",
         "promotion requests answered by this process, by outcome (promoted, pending, or the refusal's error_code)",
     ),
@@ -161,6 +169,11 @@ pub fn render(app: &App, services: &[ServiceDetail], projects: &[String]) -> Str
         "keyhaven_replica_lag_seconds",
         ServiceLabels,
         Gauge<f64, AtomicU64>
+    );
+    let delays = family!(
+        "keyhaven_replica_heartbeat_delay_seconds",
+        ServiceLabels,
+        DelayHistogram
     );
     let promotions = family!("keyhaven_promotions", PromotionLabels, Counter);
 
@@ -233,6 +246,13 @@ pub fn render(app: &App, services: &[ServiceDetail], projects: &[String]) -> Str
             if let Some(v) = h.bytes_behind {
                 lag_bytes.get_or_create(&labels).set(v);
             }
+            if let Some(d) = app.heartbeats.delays(&row.id) {
+                *delays
+                    .get_or_create(&labels)
+                    .0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = d;
+            }
             if let Some(ms) = app.heartbeats.lag_ms(&row.id) {
                 lag_seconds.get_or_create(&labels).set(ms as f64 / 1000.0);
             }
@@ -248,6 +268,30 @@ pub fn render(app: &App, services: &[ServiceDetail], projects: &[String]) -> Str
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
+}
+
+/// A histogram whose buckets were counted elsewhere (by the heartbeats, in the control
+/// layer): encoded as prometheus-client encodes its own histograms.
+#[derive(Debug, Default)]
+struct DelayHistogram(Mutex<Delays>);
+
+impl TypedMetric for DelayHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DelayHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let d = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Per bucket (the encoder accumulates), the +Inf bucket last.
+        let mut buckets: Vec<(f64, u64)> = DELAY_BUCKETS.iter().copied().zip(d.buckets).collect();
+        let counted: u64 = d.buckets.iter().sum();
+        buckets.push((f64::INFINITY, d.count - counted));
+        encoder.encode_histogram::<NoLabelSet>(d.sum_seconds, d.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 #[cfg(test)]

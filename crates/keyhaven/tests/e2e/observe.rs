@@ -339,6 +339,8 @@ async fn metrics_show_only_the_tokens_projects_and_each_replicas_lag() {
         r#"keyhaven_service_keys{project="default",service="prim",primary="prim"}"#,
         r#"keyhaven_service_connected_clients{project="default",service="prim",primary="prim"}"#,
         r#"keyhaven_service_commands_processed_total{project="default",service="repl",primary="prim"}"#,
+        r#"keyhaven_replica_heartbeat_delay_seconds_count{project="default",service="repl",primary="prim"}"#,
+        r#"keyhaven_replica_heartbeat_delay_seconds_bucket{le="+Inf",project="default",service="repl",primary="prim"}"#,
         r#"keyhaven_primary_full_syncs_total{project="default",service="prim",primary="prim"}"#,
         r#"keyhaven_primary_partial_syncs_total{project="default",service="prim",primary="prim"}"#,
     ] {
