@@ -10,6 +10,7 @@ mod crashes;
 mod faults;
 mod identity;
 mod lifecycle;
+mod monitoring;
 mod observe;
 mod promotion;
 mod replicas;
