@@ -18,8 +18,8 @@
 //! A tenant may PUBLISH on any channel (the service user keeps `&*`: Valkey's ACL has no
 //! "all channels but one", and the glob patterns that spell it out deny every PSUBSCRIBE
 //! whose pattern is not literally one of them). So heartbeats are authenticated: the MAC
-//! is keyed with the primary's admin password, a secret the tenant never sees, and covers
-//! the primary's id and the send time. A forged heartbeat, or one of another primary, is
+//! is keyed with a key derived from the primary's admin password, a secret the tenant
+//! never sees, and covers the primary's id and the send time. A forged heartbeat, or one of another primary, is
 //! ignored; a replayed old one changes nothing, since only a newer send time counts. The
 //! limit: a tenant who subscribes on the primary and re-publishes each heartbeat on a
 //! replica whose link is cut (its process still answering) could make that replica look
@@ -208,10 +208,16 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The MAC key, derived from the primary's admin password so that the password itself
+/// keys nothing but authentication.
+fn mac_key(secret: &str) -> [u8; 32] {
+    hmac_sha256(secret.as_bytes(), b"keyhaven heartbeat key v1")
+}
+
 /// The heartbeat of `primary_id` sent at `sent` (µs), signed with the primary's `key`.
 pub fn payload(primary_id: &str, sent: i64, key: &str) -> String {
     let body = format!("v1 {primary_id} {sent}");
-    let mac = hmac_sha256(key.as_bytes(), body.as_bytes());
+    let mac = hmac_sha256(&mac_key(key), body.as_bytes());
     format!("{body} {}", hex(&mac))
 }
 
@@ -227,7 +233,7 @@ pub fn verify(payload: &[u8], primary_id: &str, key: &str) -> Option<i64> {
     if parts.next().is_some() {
         return None;
     }
-    let expected = hex(&hmac_sha256(key.as_bytes(), body.as_bytes()));
+    let expected = hex(&hmac_sha256(&mac_key(key), body.as_bytes()));
     // Equal length, compared without an early exit.
     (mac.len() == expected.len()
         && mac
@@ -303,7 +309,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// The powered primaries and the powered replicas with a settled link (not `promoting`).
+/// The powered primaries, and the powered replicas with their primary.
 fn wanted_jobs(app: &App) -> Vec<Job> {
     let loaded = app.store.read(|tx| {
         let services = tx.services_all()?;
