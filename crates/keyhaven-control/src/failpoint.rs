@@ -12,7 +12,9 @@
 //! primary right after the promotion checked that it is linked, so the catch-up cannot
 //! succeed and the `replica_behind` path runs; `promotion.detach_unconfirmed` takes the
 //! replica's answer to `REPLICAOF NO ONE` for lost (as a timeout would), so the request
-//! answers 202 and the roll-forward finishes the promotion.
+//! answers 202 and the roll-forward finishes the promotion; `reconciler.stalls` stops the
+//! reconciler after its first activation (as a hung node call would), so `/readyz` turns
+//! unready.
 
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {

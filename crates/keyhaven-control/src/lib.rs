@@ -15,6 +15,7 @@ pub mod identity;
 pub mod integration;
 pub mod project;
 mod promotion;
+pub mod ready;
 pub mod reconciler;
 mod secret;
 pub mod service;
@@ -88,6 +89,8 @@ pub struct App {
     /// node to recording it: a reconciler pass that read the old password never puts it
     /// back on the node after the reset answered.
     node_guards: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When the reconciler last finished an activation (`ready.rs`, `GET /readyz`).
+    reconciled_at: Mutex<Option<Instant>>,
 }
 
 impl App {
@@ -108,6 +111,7 @@ impl App {
             removals: Mutex::default(),
             roll_forward_attempts: Mutex::default(),
             node_guards: Mutex::default(),
+            reconciled_at: Mutex::default(),
         })
     }
 

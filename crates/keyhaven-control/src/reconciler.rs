@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 /// Period while everything is RUNNING.
-const IDLE_PERIOD: Duration = Duration::from_secs(1);
+pub const IDLE_PERIOD: Duration = Duration::from_secs(1);
 /// Period while some service is being built or a node is starting: short, because a new
 /// node answers ~35 ms after its start and a replica is current a few ms later.
 const BUSY_PERIOD: Duration = Duration::from_millis(10);
@@ -75,6 +75,11 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut busy_since: Option<Instant> = None;
     loop {
         let report = activate(&app).await;
+        app.reconciler_ran();
+        if crate::failpoint::active("reconciler.stalls") {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            return;
+        }
         if last.as_ref() != Some(&report) {
             info!(services = report.services, running = report.running,
                   powered_off = report.powered_off, started = report.started,

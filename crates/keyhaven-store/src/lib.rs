@@ -99,6 +99,19 @@ impl Store {
         Ok(value)
     }
 
+    /// Proves the store takes writes: rewrites the one row of `readiness_probe` in a
+    /// committed (and synced) transaction. Used by `GET /readyz`.
+    pub fn probe_write(&self, now_micros: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.tx.execute(
+                "INSERT INTO readiness_probe (id, probe_time) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET probe_time = excluded.probe_time",
+                [now_micros],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Runs `f` in a read transaction (a consistent snapshot).
     pub fn read<T, E: From<StoreError>>(
         &self,

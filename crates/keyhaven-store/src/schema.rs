@@ -75,6 +75,8 @@ CREATE TABLE retired_nodes (
     FOLD_EMAILS,
     // `powered: false` (PUT service): the node is stopped and its data and port kept.
     "ALTER TABLE services ADD COLUMN powered INTEGER NOT NULL DEFAULT 1;",
+    // One row `GET /readyz` rewrites to prove the store takes writes (`Store::probe_write`).
+    "CREATE TABLE readiness_probe (id INTEGER PRIMARY KEY CHECK (id = 1), probe_time INTEGER NOT NULL);",
 ];
 
 /// Emails compare case-insensitively, so they are stored folded to lower case and unique

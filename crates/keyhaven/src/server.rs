@@ -47,6 +47,16 @@ pub struct ServerArgs {
     /// runs (ms). A primary that runs but stays silent is never taken for down.
     #[arg(long, env = "KEYHAVEN_PROMOTION_PING_TIMEOUT_MS", default_value_t = keyhaven_core::limits::DEFAULT_PROMOTION_PING_TIMEOUT_MS)]
     promotion_ping_timeout_ms: u64,
+    /// How the server writes its log to stderr: `text` (one readable line per event) or
+    /// `json` (one JSON object per line: timestamp, level, fields with the message, target).
+    #[arg(long, env = "KEYHAVEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -167,13 +177,17 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => log.json().with_ansi(false).init(),
+    }
 
     let valkey_server = find_valkey_server(args.valkey_server)?;
     let valkey_version = check_valkey_server(&valkey_server).await?;
@@ -235,9 +249,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(token) = app.bootstrap()? {
         let path = data_dir.join("admin-token");
         write_private(&path, &format!("{token}\n"))?;
-        println!("Created the admin user (admin@localhost) and the project 'default'.");
-        println!("Admin token (shown once; also in {}):", path.display());
-        println!("{token}");
+        // The token goes to its file only: stdout and stderr end up in logs and journals.
+        info!(admin_token_file = %path.display(),
+              "wrote the admin token to admin_token_file (mode 0600; it is never logged)");
     }
 
     let addr = listener.local_addr()?;

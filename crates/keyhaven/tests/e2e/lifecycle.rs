@@ -187,7 +187,7 @@ async fn a_restarted_keyhaven_adopts_running_services_with_their_data() {
         "the admin-token file changed"
     );
     assert_eq!(
-        p.server_log().matches("Admin token (shown once").count(),
+        p.server_log().matches("wrote the admin token").count(),
         1,
         "a second admin token was announced"
     );

@@ -12,6 +12,7 @@ mod identity;
 mod lifecycle;
 mod monitoring;
 mod observe;
+mod ops;
 mod promotion;
 mod replicas;
 mod security;
