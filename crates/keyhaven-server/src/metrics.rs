@@ -7,6 +7,9 @@
 //! primary of the service's replication group: its own name on a primary), and for the
 //! state and role series the state or role; no ids of requests or keys.
 
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 use keyhaven_control::App;
 use keyhaven_control::heartbeat::{DELAY_BUCKETS, Delays};
 use keyhaven_control::service::ServiceDetail;
@@ -17,10 +20,12 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabels {
@@ -120,6 +125,10 @@ pub const METRICS: &[(&str, &str)] = &[
         "how long each heartbeat took from Keyhaven's send on the primary to its apply on the replica",
     ),
     (
+        "keyhaven_api_request_duration_seconds",
+        "API requests this process answered, by method, route and status, and how long each took (admin tokens only)",
+    ),
+    (
         "keyhaven_promotions",
         "promotion requests answered by this process, by outcome (promoted, pending, or the refusal's error_code)",
     ),
@@ -133,10 +142,59 @@ fn help(name: &str) -> &'static str {
         .expect("every metric has help")
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    /// The route's pattern (`/v1/project/{project}/service`), never the path itself.
+    route: String,
+    status: String,
+}
+
+type RequestFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+fn request_histogram() -> Histogram {
+    // 0.5 ms to ~16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The API's requests since this process started: about the instance, not a project, so
+/// only admin tokens see them.
+static REQUESTS: LazyLock<RequestFamily> =
+    LazyLock::new(|| Family::new_with_constructor(request_histogram as fn() -> Histogram));
+
+/// Middleware: times every request and counts it by method, route pattern and status.
+/// Labels stay bounded: unknown methods are `other`, unrouted paths `unmatched`.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m.to_string(),
+        _ => "other".into(),
+    };
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    REQUESTS
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: resp.status().as_u16().to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
 /// Renders the exposition of `services` (the caller's, already scoped) and the promotion
-/// counts of `projects` (the caller's).
-pub fn render(app: &App, services: &[ServiceDetail], projects: &[String]) -> String {
+/// counts of `projects` (the caller's); series about the instance itself only for an
+/// admin.
+pub fn render(app: &App, services: &[ServiceDetail], projects: &[String], admin: bool) -> String {
     let mut registry = Registry::default();
+    if admin {
+        let name = "keyhaven_api_request_duration_seconds";
+        registry.register(name, help(name), REQUESTS.clone());
+    }
     macro_rules! family {
         ($name:literal, $labels:ty, $metric:ty) => {{
             let f = Family::<$labels, $metric>::default();

@@ -52,7 +52,7 @@ pub async fn metrics(
     for project in &projects {
         services.extend(app.service_list(&caller, project)?);
     }
-    let body = crate::metrics::render(&app, &services, &projects);
+    let body = crate::metrics::render(&app, &services, &projects, caller.user.is_admin);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

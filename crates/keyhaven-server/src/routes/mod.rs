@@ -142,6 +142,7 @@ pub fn router() -> Router<Arc<App>> {
         })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 async fn not_found() -> HttpError {
