@@ -82,7 +82,7 @@ pub struct Delays {
 }
 
 impl Delays {
-    fn observe(&mut self, seconds: f64) {
+    pub(crate) fn observe(&mut self, seconds: f64) {
         if let Some(i) = DELAY_BUCKETS.iter().position(|b| seconds <= *b) {
             self.buckets[i] += 1;
         }

@@ -13,6 +13,7 @@ pub mod failpoint;
 pub mod heartbeat;
 pub mod identity;
 pub mod integration;
+pub mod observed;
 pub mod project;
 mod promotion;
 pub mod ready;
@@ -72,6 +73,8 @@ pub struct App {
     pub config: ControlConfig,
     /// Wakes the reconciler (after a change, or when a node exits).
     pub wake: Arc<Notify>,
+    /// The reconciler's activations so far (`observed.rs`, `/metrics`).
+    reconciler_stats: Mutex<observed::ReconcilerStats>,
     /// Promotion requests answered by this process: (project, outcome) → count.
     promotion_outcomes: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// The newest heartbeat each replica applied: its lag in ms (`heartbeat.rs`).
@@ -107,6 +110,7 @@ impl App {
             wake,
             heartbeats: heartbeat::Heartbeats::default(),
             promotion_outcomes: Mutex::default(),
+            reconciler_stats: Mutex::default(),
             promotions_in_flight: Mutex::default(),
             removals: Mutex::default(),
             roll_forward_attempts: Mutex::default(),

@@ -74,7 +74,9 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut last: Option<Report> = None;
     let mut busy_since: Option<Instant> = None;
     loop {
+        let started = Instant::now();
         let report = activate(&app).await;
+        app.reconciler_activation(started.elapsed(), report.errors.len());
         app.reconciler_ran();
         if crate::failpoint::active("reconciler.stalls") {
             let _ = shutdown.wait_for(|stop| *stop).await;

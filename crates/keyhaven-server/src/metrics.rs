@@ -51,6 +51,11 @@ struct RoleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PromotionLabels {
     project: String,
     outcome: String,
@@ -129,6 +134,18 @@ pub const METRICS: &[(&str, &str)] = &[
         "API requests this process answered, by method, route and status, and how long each took (admin tokens only)",
     ),
     (
+        "keyhaven_reconciler_activations",
+        "reconciler activations of this process, by outcome: ok, or errors when its report listed any (admin tokens only)",
+    ),
+    (
+        "keyhaven_reconciler_errors",
+        "errors reconciler activations listed, one per node that failed per activation (admin tokens only)",
+    ),
+    (
+        "keyhaven_reconciler_activation_duration_seconds",
+        "how long each reconciler activation took (admin tokens only)",
+    ),
+    (
         "keyhaven_promotions",
         "promotion requests answered by this process, by outcome (promoted, pending, or the refusal's error_code)",
     ),
@@ -194,6 +211,30 @@ pub fn render(app: &App, services: &[ServiceDetail], projects: &[String], admin:
     if admin {
         let name = "keyhaven_api_request_duration_seconds";
         registry.register(name, help(name), REQUESTS.clone());
+        let stats = app.reconciler_stats();
+        let activations = Family::<OutcomeLabels, Counter>::default();
+        activations
+            .get_or_create(&OutcomeLabels {
+                outcome: "ok".into(),
+            })
+            .inc_by(stats.activations - stats.activations_with_errors);
+        activations
+            .get_or_create(&OutcomeLabels {
+                outcome: "errors".into(),
+            })
+            .inc_by(stats.activations_with_errors);
+        let name = "keyhaven_reconciler_activations";
+        registry.register(name, help(name), activations);
+        let errors = Counter::<u64>::default();
+        errors.inc_by(stats.errors);
+        let name = "keyhaven_reconciler_errors";
+        registry.register(name, help(name), errors);
+        let name = "keyhaven_reconciler_activation_duration_seconds";
+        registry.register(
+            name,
+            help(name),
+            DelayHistogram(Mutex::new(stats.durations)),
+        );
     }
     macro_rules! family {
         ($name:literal, $labels:ty, $metric:ty) => {{
@@ -328,8 +369,8 @@ pub fn render(app: &App, services: &[ServiceDetail], projects: &[String], admin:
     out
 }
 
-/// A histogram whose buckets were counted elsewhere (by the heartbeats, in the control
-/// layer): encoded as prometheus-client encodes its own histograms.
+/// A histogram whose buckets were counted elsewhere (by the heartbeats or the reconciler,
+/// in the control layer): encoded as prometheus-client encodes its own histograms.
 #[derive(Debug, Default)]
 struct DelayHistogram(Mutex<Delays>);
 

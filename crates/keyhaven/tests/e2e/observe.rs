@@ -304,7 +304,10 @@ async fn metrics_show_only_the_tokens_projects_and_each_replicas_lag() {
     assert_eq!(status, 200, "{text_b}");
     assert!(text_b.contains(r#"project="bproj""#), "{text_b}");
     // Series about the instance itself are for admin tokens only.
-    assert!(!text_b.contains("keyhaven_api_request"), "{text_b}");
+    assert!(
+        !text_b.contains("keyhaven_api_request") && !text_b.contains("keyhaven_reconciler"),
+        "{text_b}"
+    );
     for line in series(&text_b) {
         assert!(
             !line.contains(r#"project="default""#) && !line.contains(r#"service="prim""#),
@@ -343,6 +346,9 @@ async fn metrics_show_only_the_tokens_projects_and_each_replicas_lag() {
         r#"keyhaven_service_commands_processed_total{project="default",service="repl",primary="prim"}"#,
         r#"keyhaven_api_request_duration_seconds_count{method="GET",route="/v1/project/{project}/service/{service}",status="200"}"#,
         r#"keyhaven_api_request_duration_seconds_count{method="POST",route="/v1/project/{project}/service",status="200"}"#,
+        r#"keyhaven_reconciler_activations_total{outcome="ok"}"#,
+        "keyhaven_reconciler_errors_total ",
+        "keyhaven_reconciler_activation_duration_seconds_count ",
         r#"keyhaven_replica_heartbeat_delay_seconds_count{project="default",service="repl",primary="prim"}"#,
         r#"keyhaven_replica_heartbeat_delay_seconds_bucket{le="+Inf",project="default",service="repl",primary="prim"}"#,
         r#"keyhaven_primary_full_syncs_total{project="default",service="prim",primary="prim"}"#,
