@@ -75,6 +75,8 @@ pub struct App {
     pub wake: Arc<Notify>,
     /// The reconciler's activations so far (`observed.rs`, `/metrics`).
     reconciler_stats: Mutex<observed::ReconcilerStats>,
+    /// Project → timings of its promotions answered by this process (`observed.rs`).
+    promotion_timings: Mutex<HashMap<String, observed::PromotionTimings>>,
     /// Promotion requests answered by this process: (project, outcome) → count.
     promotion_outcomes: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// The newest heartbeat each replica applied: its lag in ms (`heartbeat.rs`).
@@ -111,6 +113,7 @@ impl App {
             heartbeats: heartbeat::Heartbeats::default(),
             promotion_outcomes: Mutex::default(),
             reconciler_stats: Mutex::default(),
+            promotion_timings: Mutex::default(),
             promotions_in_flight: Mutex::default(),
             removals: Mutex::default(),
             roll_forward_attempts: Mutex::default(),

@@ -36,3 +36,36 @@ impl App {
             .clone()
     }
 }
+
+/// Timings of the promotions of one project answered by this process.
+#[derive(Debug, Clone, Default)]
+pub struct PromotionTimings {
+    /// How long writes on the primary were paused (promotions whose primary answered).
+    pub write_pause: Delays,
+    /// How long the DELETE took, from the handler's start to its answer (every outcome).
+    pub request: Delays,
+}
+
+impl App {
+    /// Records a promotion request: its time, and the write pause when there was one.
+    pub fn promotion_timed(&self, project: &str, request: Duration, write_pause: Option<Duration>) {
+        let mut all = self
+            .promotion_timings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let t = all.entry(project.to_string()).or_default();
+        t.request.observe(request.as_secs_f64());
+        if let Some(p) = write_pause {
+            t.write_pause.observe(p.as_secs_f64());
+        }
+    }
+
+    pub fn promotion_timings(&self) -> Vec<(String, PromotionTimings)> {
+        self.promotion_timings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}

@@ -51,6 +51,11 @@ struct RoleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProjectLabels {
+    project: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -144,6 +149,14 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         "keyhaven_reconciler_activation_duration_seconds",
         "how long each reconciler activation took (admin tokens only)",
+    ),
+    (
+        "keyhaven_promotion_write_pause_seconds",
+        "how long a promotion paused writes on the primary (promotions whose primary answered)",
+    ),
+    (
+        "keyhaven_promotion_request_duration_seconds",
+        "how long promotion requests (DELETE of a read_replica link) took to answer, every outcome",
     ),
     (
         "keyhaven_promotions",
@@ -275,6 +288,31 @@ pub fn render(app: &App, services: &[ServiceDetail], projects: &[String], admin:
         DelayHistogram
     );
     let promotions = family!("keyhaven_promotions", PromotionLabels, Counter);
+    let pauses = family!(
+        "keyhaven_promotion_write_pause_seconds",
+        ProjectLabels,
+        DelayHistogram
+    );
+    let requests = family!(
+        "keyhaven_promotion_request_duration_seconds",
+        ProjectLabels,
+        DelayHistogram
+    );
+    for (project, t) in app.promotion_timings() {
+        if projects.contains(&project) {
+            let labels = ProjectLabels { project };
+            let set = |f: &Family<ProjectLabels, DelayHistogram>, d: &Delays| {
+                if d.count > 0 {
+                    *f.get_or_create(&labels)
+                        .0
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = d.clone();
+                }
+            };
+            set(&pauses, &t.write_pause);
+            set(&requests, &t.request);
+        }
+    }
 
     for d in services {
         let row = &d.row;

@@ -62,6 +62,7 @@ pub async fn service_integration_delete(
     ApiPath((project, id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<IntegrationDeleteQuery>,
 ) -> Result<Response, HttpError> {
+    let started = std::time::Instant::now();
     let answer = app
         .integration_delete(&caller, &project, &id, query.lossy)
         .await
@@ -78,6 +79,11 @@ pub async fn service_integration_delete(
             .is_ok_and(|ps| ps.iter().any(|p| p.name == project))
     {
         app.count_promotion(&project, &outcome);
+        let pause = match &answer {
+            Ok(Promotion::Done(p)) => p.write_pause,
+            _ => None,
+        };
+        app.promotion_timed(&project, started.elapsed(), pause);
     }
     Ok(
         match answer? {

@@ -375,6 +375,12 @@ async fn metrics_show_only_the_tokens_projects_and_each_replicas_lag() {
         "{text_a}"
     );
     assert!(!text_a.contains("bproj"), "{text_a}");
+    for name in [
+        r#"keyhaven_promotion_write_pause_seconds_count{project="default"} 1"#,
+        r#"keyhaven_promotion_request_duration_seconds_count{project="default"} 1"#,
+    ] {
+        assert!(text_a.contains(name), "no {name} in\n{text_a}");
+    }
     let (_, text_b) = scrape(&p, Some(&b)).await;
     assert!(
         text_b.contains(
