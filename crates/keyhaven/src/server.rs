@@ -249,9 +249,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(token) = app.bootstrap()? {
         let path = data_dir.join("admin-token");
         write_private(&path, &format!("{token}\n"))?;
-        // The token goes to its file only: stdout and stderr end up in logs and journals.
+        // Shown once to a person at a terminal (DESIGN: printed once); never into a log:
+        // redirected stdout and stderr end up in logs and journals, so there the token is
+        // only in its file.
         info!(admin_token_file = %path.display(),
               "wrote the admin token to admin_token_file (mode 0600; it is never logged)");
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            println!("Created the admin user (admin@localhost) and the project 'default'.");
+            println!("Admin token (shown once; also in {}):", path.display());
+            println!("{token}");
+        }
     }
 
     let addr = listener.local_addr()?;
