@@ -40,7 +40,8 @@ const OBSERVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// First delay before a failed roll-forward of a promotion is retried; it doubles.
 const ROLL_FORWARD_RETRY: Duration = Duration::from_secs(2);
 const ROLL_FORWARD_MAX_DELAY: Duration = Duration::from_secs(60);
-/// How often an unchanged observation is written again (to refresh `observed_at`).
+/// How often an unchanged observation is written again (to refresh `observed_at`, and the
+/// offset and command count, which change on every observation).
 const UNCHANGED_REWRITE: Duration = Duration::from_secs(5);
 /// How long a node that has not answered since it was created (or powered on) is taken to
 /// be starting: its "connection refused" is then no error to show. A node still silent
@@ -350,14 +351,16 @@ pub async fn activate(app: &Arc<App>) -> Report {
             info!(service = %format!("{}/{}", service.project, service.name), from = service.state.as_str(), to = state.as_str(), "service state changed");
         }
         // Unchanged health is rewritten only every few seconds (each write is an fsync).
+        // Figures that move on an idle node too (its offset with every heartbeat, its
+        // command count with every INFO) are refreshed with `observed_at` only.
+        let steady = |h: &NodeHealth| NodeHealth {
+            observed_at: 0,
+            repl_offset: None,
+            commands_processed: None,
+            ..h.clone()
+        };
         let unchanged = state == service.state
-            && NodeHealth {
-                observed_at: 0,
-                ..health.clone()
-            } == NodeHealth {
-                observed_at: 0,
-                ..service.health.clone()
-            }
+            && steady(&health) == steady(&service.health)
             && now - service.health.observed_at < UNCHANGED_REWRITE.as_micros() as i64;
         if !unchanged {
             updates.push((service.id.clone(), service.generation, state, health));
