@@ -271,14 +271,18 @@ impl App {
                 return Err(not_found());
             }
             tx.integration_set_lossy(&link.id, lossy)?;
-            tx.service_set_role(&replica.id, Role::Primary, now)?;
-            Ok(IntegrationRow {
-                status: LinkStatus::Promoting,
-                lossy,
-                ..link
-            })
+            let generation = tx.service_set_role(&replica.id, Role::Primary, now)?;
+            Ok((
+                IntegrationRow {
+                    status: LinkStatus::Promoting,
+                    lossy,
+                    ..link
+                },
+                generation,
+            ))
         })?;
-        info!(project, replica = %link.dest_service, primary = %link.source_service, link = %link.id, lossy, "promotion intent recorded");
+        let (link, generation) = link;
+        info!(project, replica = %link.dest_service, primary = %link.source_service, link = %link.id, lossy, generation, "promotion intent recorded");
         crate::failpoint::hit("promotion.intent_recorded");
         self.promote_steps(&link, None).await
     }
@@ -428,7 +432,8 @@ impl App {
         }) {
             return Ok(self.finishing(&replica, e.to_string()));
         }
-        info!(replica = %promoted.replica, primary = %promoted.primary,
+        info!(project = %link.project, replica = %promoted.replica, primary = %promoted.primary,
+              generation = replica.generation,
               write_pause_us = promoted.write_pause.map(|d| d.as_micros() as u64),
               pause_started_at = promoted.pause_started_at,
               behind_at_pause = promoted.behind_at_pause,

@@ -348,7 +348,7 @@ pub async fn activate(app: &Arc<App>) -> Report {
             report.running += 1;
         }
         if state != service.state {
-            info!(service = %format!("{}/{}", service.project, service.name), from = service.state.as_str(), to = state.as_str(), "service state changed");
+            info!(project = %service.project, service = %service.name, generation = service.generation, from = service.state.as_str(), to = state.as_str(), "service state changed");
         }
         // Unchanged health is rewritten only every few seconds (each write is an fsync).
         // Figures that move on an idle node too (its offset with every heartbeat, its
