@@ -186,17 +186,28 @@ impl Platform {
                 .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while child.try_wait().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+                if Instant::now() >= deadline {
+                    // Not left running behind a failed test.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("server did not stop on SIGTERM");
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
 
     /// Waits until the server process has exited by itself (a failpoint killed it).
+    /// The server stays in `self.server` until it is gone, so a failure here still stops
+    /// it when the platform drops.
     pub async fn wait_server_gone(&mut self) {
-        let mut child = self.server.take().expect("server running");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
+        loop {
+            let child = self.server.as_mut().expect("server running");
+            if child.try_wait().unwrap().is_some() {
+                self.server = None;
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
                 "the server did not die at its failpoint"
