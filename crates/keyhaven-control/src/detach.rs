@@ -179,6 +179,9 @@ impl App {
                 let same_history = rinfo.get("master_replid") == Some(history.as_str());
                 let behind_now = (target - offset).max(0);
                 let behind_at_pause = *behind_at_pause.get_or_insert(behind_now);
+                // What an answer reports: bytes, or -1 when the replica is not in the
+                // primary's current history (no byte count means anything then).
+                let gap = if same_history { behind_now } else { -1 };
                 let caught_up = same_history
                     && rinfo.get("master_link_status") == Some("up")
                     && rinfo.int("master_sync_in_progress") == Some(0)
@@ -196,20 +199,12 @@ impl App {
                     };
                     return match detached {
                         Ok(()) if caught_up => CatchUp::Detached(behind_at_pause),
-                        Ok(()) => CatchUp::Behind(if same_history {
-                            (target - offset).max(0)
-                        } else {
-                            -1
-                        }),
+                        Ok(()) => CatchUp::Behind(gap),
                         Err(e) => CatchUp::Uncertain(e),
                     };
                 }
                 if give_up {
-                    return CatchUp::Behind(if same_history {
-                        (target - offset).max(0)
-                    } else {
-                        -1
-                    });
+                    return CatchUp::Behind(gap);
                 }
                 tokio::time::sleep(CATCH_UP_POLL).await;
             }

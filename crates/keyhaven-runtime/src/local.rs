@@ -30,6 +30,8 @@ use tracing::{info, warn};
 /// A process that ran at least this long before it died counts as a fresh failure.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Connection and command timeout of the runtime's admin connections to a node.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a node gets to shut down cleanly (AOF fsync, RDB save) before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -79,6 +81,11 @@ impl LocalRuntime {
             stopping: Arc::default(),
             reaped: Arc::default(),
         }
+    }
+
+    /// An admin connection to the node of `spec`, to change it while it runs.
+    async fn admin(&self, spec: &NodeSpec) -> Result<Admin, redis::RedisError> {
+        Admin::connect(self.host(), spec.port, &spec.admin_password, ADMIN_TIMEOUT).await
     }
 
     fn node_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -142,14 +149,7 @@ impl LocalRuntime {
             label: spec.label.clone(),
             reason: format!("ACL SETUSER {SERVICE_USER}: {e}"),
         };
-        let mut admin = Admin::connect(
-            self.host(),
-            spec.port,
-            &spec.admin_password,
-            Duration::from_secs(2),
-        )
-        .await
-        .map_err(apply)?;
+        let mut admin = self.admin(spec).await.map_err(apply)?;
         admin
             .acl_setuser(SERVICE_USER, &rules)
             .await
@@ -175,14 +175,7 @@ impl LocalRuntime {
             reason: format!("CONFIG SET: {e}"),
         };
         let started = Instant::now();
-        let mut admin = Admin::connect(
-            self.host(),
-            spec.port,
-            &spec.admin_password,
-            Duration::from_secs(2),
-        )
-        .await
-        .map_err(apply)?;
+        let mut admin = self.admin(spec).await.map_err(apply)?;
         admin
             .config_set("maxmemory", &spec.maxmemory_bytes.to_string())
             .await
@@ -323,14 +316,7 @@ impl LocalRuntime {
             label: spec.label.clone(),
             reason: e.to_string(),
         };
-        let mut admin = Admin::connect(
-            self.host(),
-            spec.port,
-            &spec.admin_password,
-            Duration::from_secs(2),
-        )
-        .await
-        .map_err(apply)?;
+        let mut admin = self.admin(spec).await.map_err(apply)?;
         match (&spec.role, &spec.source) {
             (Role::Primary, _) => {
                 admin.detach().await.map_err(apply)?;

@@ -408,30 +408,14 @@ async fn an_unwritable_data_directory_gives_a_clear_error_and_nothing_half_made(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_refuses_changes_clearly_and_recovers() {
-    let mut p = Platform::unstarted(&[]);
-    let dir = p.data().to_path_buf();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    p.mounts.push(dir.clone());
-    p.boot().await;
+    let p = Platform::start_on_small_disk(16).await;
     p.create("steady", "hobbyist", None).await;
     let s = p.wait_running("steady").await;
     let mut con = valkey(&s).await;
     let _: () = con.set("before", "1").await.unwrap();
 
     // Fill the disk.
-    let filler = dir.join("filler");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-    }
+    let filler = p.fill_disk();
     let (status, body) = p.try_create("no-room", "hobbyist", None).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["errors"][0]["error_code"], "storage_full", "{body}");

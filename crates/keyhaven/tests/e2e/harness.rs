@@ -123,6 +123,33 @@ impl Platform {
         }
     }
 
+    /// A platform whose data directory is a tmpfs of `megabytes` MB, unmounted when it
+    /// drops (mounting needs root), for tests that fill the disk.
+    pub async fn start_on_small_disk(megabytes: u32) -> Platform {
+        let mut p = Self::unstarted(&[]);
+        let dir = p.data().to_path_buf();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mounting a tmpfs needs root");
+        p.mounts.push(dir);
+        p.boot().await;
+        p
+    }
+
+    /// Fills the data directory's disk with a file; returns it (delete it to free space).
+    pub fn fill_disk(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.data().join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+
     pub fn data(&self) -> &Path {
         self.data_dir.path()
     }
@@ -332,6 +359,16 @@ impl Platform {
             }
         }
         panic!("no node directory for port {port}");
+    }
+
+    /// DELETE of an integration with `?lossy=true` (a promotion that may lose writes).
+    pub async fn delete_link_lossy(&self, id: &str) -> (u16, Value) {
+        self.call(
+            "DELETE",
+            &format!("/v1/project/default/integration/{id}?lossy=true"),
+            None,
+        )
+        .await
     }
 
     /// DELETE of an integration (a promotion, for a read_replica link).
@@ -752,4 +789,38 @@ pub async fn wait_observations(p: &Platform, name: &str, n: usize) {
         })
         .await;
     }
+}
+
+/// Cuts a replica off its primary: a wrong replication password, then its link closed, so
+/// it answers but cannot reconnect. Returns its admin connection.
+pub async fn cut_off_its_primary(
+    p: &Platform,
+    replica: &Value,
+) -> redis::aio::MultiplexedConnection {
+    let mut ra = p.node_connection(replica, "keyhaven-admin").await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("primaryauth")
+        .arg("wrong")
+        .query_async(&mut ra)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("master")
+        .query_async(&mut ra)
+        .await
+        .unwrap();
+    ra
+}
+
+/// The longest wait (µs) between two of a writer's acknowledgements that spans part of
+/// `from..=to` (µs since the epoch); 0 with fewer than two.
+pub fn longest_wait(acks: &[(i64, u64)], from: i64, to: i64) -> i64 {
+    acks.windows(2)
+        .filter(|w| w[1].0 >= from && w[0].0 <= to)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or(0)
 }

@@ -200,16 +200,7 @@ async fn readyz(p: &Platform) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_turns_unready_while_the_store_cannot_be_written_and_recovers() {
-    let mut p = Platform::unstarted(&[]);
-    let dir = p.data().to_path_buf();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    p.mounts.push(dir.clone());
-    p.boot().await;
+    let p = Platform::start_on_small_disk(16).await;
     wait_for(
         "/readyz to answer 200",
         Duration::from_secs(10),
@@ -224,14 +215,7 @@ async fn readyz_turns_unready_while_the_store_cannot_be_written_and_recovers() {
     assert_eq!(health.status(), 200);
 
     // Fill the disk: the store cannot take a write.
-    let filler = dir.join("filler");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-    }
+    let filler = p.fill_disk();
     let body = wait_for(
         "/readyz to answer 503",
         Duration::from_secs(10),

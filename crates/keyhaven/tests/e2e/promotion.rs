@@ -125,13 +125,7 @@ async fn a_lossy_promotion_detaches_from_a_stalled_primary_at_once() {
     wait_stalled(&primary).await;
     let link = p.link_id("eager").await;
     let started = Instant::now();
-    let (status, body) = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{link}?lossy=true"),
-            None,
-        )
-        .await;
+    let (status, body) = p.delete_link_lossy(&link).await;
     let took = started.elapsed();
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -162,13 +156,7 @@ async fn a_frozen_primary_is_alive_not_down() {
     let pid = p.node_pid(&primary);
     signal(pid, "-STOP");
     let refused = p.delete_link(&link).await;
-    let lossy = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{link}?lossy=true"),
-            None,
-        )
-        .await;
+    let lossy = p.delete_link_lossy(&link).await;
     signal(pid, "-CONT");
     let (status, body) = refused;
     assert_eq!(
@@ -210,21 +198,7 @@ async fn a_killed_primary_is_detached_at_once_with_the_measured_gap_recorded() {
 
     // Cut the replica off (wrong replication password, link closed), write ~2 MB that it
     // never receives, and wait until Keyhaven has measured the gap.
-    let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("primaryauth")
-        .arg("wrong")
-        .query_async(&mut ra)
-        .await
-        .unwrap();
-    let _: redis::Value = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("master")
-        .query_async(&mut ra)
-        .await
-        .unwrap();
+    cut_off_its_primary(&p, &replica).await;
     burst(&mut pc, "lost", 2000, 1000).await;
     let measured = wait_for(
         "the gap to be measured",
@@ -300,12 +274,7 @@ async fn a_replica_that_cannot_catch_up_is_refused_and_the_primary_resumes_withi
 
     // The longest wait between two acknowledgements during the request is the pause: it
     // lasted about the catch-up budget and ended well before the bound.
-    let longest = acks
-        .windows(2)
-        .filter(|w| w[1].0 >= sent && w[0].0 <= answered)
-        .map(|w| w[1].0 - w[0].0)
-        .max()
-        .unwrap();
+    let longest = longest_wait(&acks, sent, answered);
     assert!(
         (800_000..1_700_000).contains(&longest),
         "writes waited {longest} µs"
@@ -330,13 +299,7 @@ async fn a_replica_that_cannot_catch_up_is_refused_and_the_primary_resumes_withi
         (writers.acked()[0] > 500).then_some(())
     })
     .await;
-    let (status, body) = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{link}?lossy=true"),
-            None,
-        )
-        .await;
+    let (status, body) = p.delete_link_lossy(&link).await;
     let last = *writers.acked().first().unwrap();
     writers.stop().await;
     assert_eq!(status, 200, "{body}");
@@ -361,21 +324,7 @@ async fn a_replica_cut_off_its_primary_is_refused_without_pausing_the_primary() 
     let (primary, replica) = pair(&p, "source", "orphan").await;
     let link = p.link_id("orphan").await;
     // A wrong replication password and its link closed: the replica cannot reconnect.
-    let mut ra = p.node_connection(&replica, "keyhaven-admin").await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("primaryauth")
-        .arg("wrong")
-        .query_async(&mut ra)
-        .await
-        .unwrap();
-    let _: redis::Value = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("master")
-        .query_async(&mut ra)
-        .await
-        .unwrap();
+    let mut ra = cut_off_its_primary(&p, &replica).await;
     wait_for("the link to be down", Duration::from_secs(10), async || {
         let info: String = redis::cmd("INFO")
             .arg("replication")
@@ -401,12 +350,7 @@ async fn a_replica_cut_off_its_primary_is_refused_without_pausing_the_primary() 
     );
     // Refused before any pause: the writer never waited anywhere near the catch-up
     // budget (1 s of the default 2 s bound).
-    let longest = acks
-        .windows(2)
-        .filter(|w| w[1].0 >= sent && w[0].0 <= answered)
-        .map(|w| w[1].0 - w[0].0)
-        .max()
-        .unwrap_or(0);
+    let longest = longest_wait(&acks, sent, answered);
     assert!(longest < 500_000, "writes waited {longest} µs");
     assert_still_a_replica(&p, "orphan", &link).await;
 }
@@ -425,13 +369,7 @@ async fn a_lossy_promotion_still_catches_up_when_it_can() {
     .await;
     leave_the_replica_behind(&p, &primary, &replica, 160).await;
     let link = p.link_id("keen").await;
-    let (status, body) = p
-        .call(
-            "DELETE",
-            &format!("/v1/project/default/integration/{link}?lossy=true"),
-            None,
-        )
-        .await;
+    let (status, body) = p.delete_link_lossy(&link).await;
     let acks = writers.stop().await;
     assert_eq!(status, 200, "{body}");
     assert!(
