@@ -43,6 +43,19 @@ pub struct Cloud {
     pub cloud_description: String,
     pub geo_region: String,
     pub provider: String,
+    /// Keyhaven: the host this cloud's nodes are reached at (token holders only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyhaven_host: Option<String>,
+    /// Keyhaven: where the API of this cloud's instance listens (token holders only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyhaven_api_url: Option<String>,
+    /// Keyhaven: whether this cloud's instance has sent a heartbeat within the last 10 s
+    /// (token holders only). A cloud that is not alive is lost: its nodes are not observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyhaven_alive: Option<bool>,
+    /// Keyhaven: milliseconds since that heartbeat (token holders only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyhaven_heartbeat_age_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -28,7 +28,7 @@ impl App {
         why: NoCatchUp,
     ) -> Outcome {
         let mut r = match Admin::connect(
-            self.service_host(),
+            &self.node_host(replica),
             replica.port,
             &replica.admin_password,
             REPLICA_TIMEOUT,
@@ -69,7 +69,7 @@ impl App {
         lossy: bool,
         roll_forward: bool,
     ) -> Outcome {
-        let host = self.service_host().to_string();
+        let host = self.node_host(replica);
         let mut r = match Admin::connect(
             &host,
             replica.port,

@@ -85,26 +85,26 @@ impl AppError {
 }
 
 impl From<StoreError> for AppError {
-    /// A full or unwritable data directory is the operator's to fix, not a bug: it is
-    /// answered 503 with what to do, and the transaction changed nothing.
+    /// A full disk, an unwritable data directory or an unreachable database is the
+    /// operator's to fix, not a bug: it is answered 503 with what to do, and the
+    /// transaction changed nothing.
     fn from(e: StoreError) -> Self {
-        use rusqlite::ErrorCode;
-        let code = match &e {
-            StoreError::Sqlite(s) => s.sqlite_error_code(),
-            StoreError::Corrupt(_) | StoreError::Upgrade(_) => None,
-        };
-        match code {
-            Some(ErrorCode::DiskFull) => AppError::Unavailable {
+        match e {
+            StoreError::Full(place) => AppError::Unavailable {
                 code: "storage_full",
-                message: "The disk of Keyhaven's data directory is full; nothing was changed. Free space and retry.".into(),
+                message: format!(
+                    "The disk of Keyhaven's {place} is full; nothing was changed. Free space and retry."
+                ),
             },
-            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::SystemIoFailure) => {
-                AppError::Unavailable {
-                    code: "storage_unavailable",
-                    message: format!("Keyhaven cannot write its data directory ({e}); nothing was changed."),
-                }
+            StoreError::Unavailable(_) => AppError::Unavailable {
+                code: "storage_unavailable",
+                message: format!(
+                    "Keyhaven cannot write its database ({e}); nothing was changed. Retry when it is back."
+                ),
+            },
+            StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Upgrade(_) => {
+                AppError::Internal(e.to_string())
             }
-            _ => AppError::Internal(e.to_string()),
         }
     }
 }

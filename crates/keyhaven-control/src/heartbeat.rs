@@ -1,6 +1,7 @@
 //! Replication lag in milliseconds, measured by Keyhaven (DESIGN → Observing).
 //!
-//! Every [`PERIOD`], Keyhaven publishes a heartbeat on [`CHANNEL`] on each primary it runs,
+//! Every [`PERIOD`], Keyhaven publishes a heartbeat on its [`channel`] on each primary it runs
+//! and on each primary in another cloud that a replica it runs follows,
 //! through its own admin user: `v1 <primary id> <send time, µs> <HMAC-SHA256>`. Valkey
 //! replicates a PUBLISH to the primary's replicas, which deliver it to their own
 //! subscribers when they *apply* it; the same process subscribes on every replica and
@@ -39,8 +40,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-/// The reserved channel. Keyhaven alone publishes on it.
+/// The reserved channel prefix. Keyhaven alone publishes on it.
 pub const CHANNEL: &str = "__keyhaven:heartbeat";
+
+/// The channel of the instance serving `cloud`: `__keyhaven:heartbeat:<cloud>`. Each
+/// instance publishes and observes its own, so a replica's lag is always one instance's
+/// clock minus the same clock, even when instances in two clouds publish on one primary.
+pub fn channel(cloud: &str) -> String {
+    format!("{CHANNEL}:{cloud}")
+}
 /// How often each primary gets a heartbeat: the resolution of `lag_ms` on an idle replica.
 pub const PERIOD: Duration = Duration::from_millis(100);
 /// How often the set of nodes is read again from the store (new, deleted, promoted ones).
@@ -250,11 +258,13 @@ pub fn verify(payload: &[u8], primary_id: &str, key: &str) -> Option<i64> {
 enum Job {
     Publish {
         id: String,
+        host: String,
         port: u16,
         admin_password: String,
     },
     Subscribe {
         id: String,
+        host: String,
         port: u16,
         admin_password: String,
         primary_id: String,
@@ -266,7 +276,7 @@ enum Job {
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut tasks: HashMap<Job, JoinHandle<()>> = HashMap::new();
     loop {
-        let wanted = wanted_jobs(&app);
+        let wanted = wanted_jobs(&app).await;
         tasks.retain(|job, task| {
             let keep = wanted.contains(job) && !task.is_finished();
             if !keep {
@@ -310,19 +320,22 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// The powered primaries, and the powered replicas with their primary.
-fn wanted_jobs(app: &App) -> Vec<Job> {
-    let loaded = app.store.read(|tx| {
-        let services = tx.services_all()?;
-        let mut links = Vec::new();
-        for s in services.iter().filter(|s| s.role == Role::Replica) {
-            links.extend(
-                tx.integrations_of_service(&s.id)?
-                    .into_iter()
-                    .filter(|l| l.dest_service_id == s.id),
-            );
-        }
-        Ok::<_, crate::AppError>((services, links))
-    });
+async fn wanted_jobs(app: &App) -> Vec<Job> {
+    let loaded = app
+        .store
+        .read(|tx| {
+            let services = tx.services_all()?;
+            let mut links = Vec::new();
+            for s in services.iter().filter(|s| s.role == Role::Replica) {
+                links.extend(
+                    tx.integrations_of_service(&s.id)?
+                        .into_iter()
+                        .filter(|l| l.dest_service_id == s.id),
+                );
+            }
+            Ok::<_, crate::AppError>((services, links))
+        })
+        .await;
     let (services, links) = match loaded {
         Ok(v) => v,
         Err(e) => {
@@ -332,13 +345,24 @@ fn wanted_jobs(app: &App) -> Vec<Job> {
     };
     let by_id: HashMap<&str, _> = services.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut jobs = Vec::new();
+    // Primaries elsewhere that a replica here follows.
+    let followed: HashSet<&str> = services
+        .iter()
+        .filter(|s| s.role == Role::Replica && app.is_mine(&s.cloud))
+        .filter_map(|s| links.iter().find(|l| l.dest_service_id == s.id))
+        .map(|l| l.source_service_id.as_str())
+        .collect();
     for s in services.iter().filter(|s| s.powered) {
         match s.role {
-            Role::Primary => jobs.push(Job::Publish {
-                id: s.id.clone(),
-                port: s.port,
-                admin_password: s.admin_password.clone(),
-            }),
+            Role::Primary if app.is_mine(&s.cloud) || followed.contains(s.id.as_str()) => jobs
+                .push(Job::Publish {
+                    id: s.id.clone(),
+                    host: app.node_host(s),
+                    port: s.port,
+                    admin_password: s.admin_password.clone(),
+                }),
+            Role::Primary => {}
+            Role::Replica if !app.is_mine(&s.cloud) => {}
             Role::Replica => {
                 let Some(primary) = links
                     .iter()
@@ -349,6 +373,7 @@ fn wanted_jobs(app: &App) -> Vec<Job> {
                 };
                 jobs.push(Job::Subscribe {
                     id: s.id.clone(),
+                    host: app.node_host(s),
                     port: s.port,
                     admin_password: s.admin_password.clone(),
                     primary_id: primary.id.clone(),
@@ -361,16 +386,17 @@ fn wanted_jobs(app: &App) -> Vec<Job> {
 }
 
 async fn run_job(app: Arc<App>, job: Job) {
-    let host = app.service_host().to_string();
     loop {
         let result = match &job {
             Job::Publish {
                 id,
+                host,
                 port,
                 admin_password,
-            } => publish(&app, &host, id, *port, admin_password).await,
+            } => publish(&app, host, id, *port, admin_password).await,
             Job::Subscribe {
                 id,
+                host,
                 port,
                 admin_password,
                 primary_id,
@@ -378,7 +404,7 @@ async fn run_job(app: Arc<App>, job: Job) {
             } => {
                 subscribe(
                     &app,
-                    &host,
+                    host,
                     id,
                     *port,
                     admin_password,
@@ -409,7 +435,7 @@ async fn publish(app: &App, host: &str, id: &str, port: u16, key: &str) -> Resul
         let sent = now_micros();
         app.heartbeats.sent(id, sent);
         admin
-            .publish(CHANNEL, &payload(id, sent, key))
+            .publish(&channel(app.my_cloud()), &payload(id, sent, key))
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -425,9 +451,15 @@ async fn subscribe(
     primary_id: &str,
     primary_key: &str,
 ) -> Result<(), String> {
-    let mut sub = Subscription::connect(host, port, admin_password, CHANNEL, CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut sub = Subscription::connect(
+        host,
+        port,
+        admin_password,
+        &channel(app.my_cloud()),
+        CONNECT_TIMEOUT,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     while let Some(msg) = sub.next().await {
         match verify(&msg, primary_id, primary_key) {
             Some(sent) => app.heartbeats.applied(id, primary_id, sent),

@@ -49,45 +49,48 @@ pub struct NewToken {
 impl App {
     /// First start: creates the admin user, the `default` project and the admin token.
     /// Returns the token when it was created now, `None` when the admin already existed.
-    pub fn bootstrap(&self) -> Result<Option<String>, AppError> {
+    pub async fn bootstrap(&self) -> Result<Option<String>, AppError> {
         let now = now_micros();
         let cloud = self.default_cloud().name.clone();
-        self.store.write(|tx| {
-            if tx.user_by_email(ADMIN_EMAIL)?.is_some() {
-                return Ok(None);
-            }
-            let admin = tx.user_insert(ADMIN_EMAIL, "admin", None, true, now)?;
-            if tx.project_get(DEFAULT_PROJECT)?.is_none() {
-                tx.project_insert(DEFAULT_PROJECT, &cloud, now)?;
-            }
-            tx.membership_insert(DEFAULT_PROJECT, admin.id, "admin")?;
-            let token = new_token();
-            tx.token_insert(
-                &token_hash(&token),
-                token_prefix(&token),
-                admin.id,
-                "admin token",
-                now,
-            )?;
-            info!(
-                user = ADMIN_EMAIL,
-                project = DEFAULT_PROJECT,
-                "created the admin user and the default project"
-            );
-            Ok(Some(token))
-        })
+        self.store
+            .write(|tx| {
+                if tx.user_by_email(ADMIN_EMAIL)?.is_some() {
+                    return Ok(None);
+                }
+                let admin = tx.user_insert(ADMIN_EMAIL, "admin", None, true, now)?;
+                if tx.project_get(DEFAULT_PROJECT)?.is_none() {
+                    tx.project_insert(DEFAULT_PROJECT, &cloud, now)?;
+                }
+                tx.membership_insert(DEFAULT_PROJECT, admin.id, "admin")?;
+                let token = new_token();
+                tx.token_insert(
+                    &token_hash(&token),
+                    token_prefix(&token),
+                    admin.id,
+                    "admin token",
+                    now,
+                )?;
+                info!(
+                    user = ADMIN_EMAIL,
+                    project = DEFAULT_PROJECT,
+                    "created the admin user and the default project"
+                );
+                Ok(Some(token))
+            })
+            .await
     }
 
     /// The caller behind an `Authorization` header value (`aivenv1 T` or `bearer T`, in
     /// any case). Anything else is [`AppError::Unauthenticated`].
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, AppError> {
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, AppError> {
         let token = header
             .and_then(parse_authorization)
             .ok_or(AppError::Unauthenticated)?;
         let hash = token_hash(token);
         let user = self
             .store
-            .read(|tx| tx.user_by_token_hash(&hash))?
+            .read(|tx| tx.user_by_token_hash(&hash))
+            .await?
             .ok_or(AppError::Unauthenticated)?;
         Ok(Caller {
             user,
@@ -97,8 +100,14 @@ impl App {
 
     /// The project, when it exists and the caller is a member; otherwise the same 404 as
     /// for a missing project, so nothing about other users' projects leaks.
-    pub fn project_for(&self, caller: &Caller, project: &str) -> Result<ProjectRow, AppError> {
-        self.store.read(|tx| visible_project(tx, caller, project))
+    pub async fn project_for(
+        &self,
+        caller: &Caller,
+        project: &str,
+    ) -> Result<ProjectRow, AppError> {
+        self.store
+            .read(|tx| visible_project(tx, caller, project))
+            .await
     }
 
     /// `POST /v1/user`: the admin creates a user with a password; returns a first token.
@@ -128,24 +137,26 @@ impl App {
         let password = password.to_string();
         let hash = blocking(move || hash_password(&password)).await??;
         let now = now_micros();
-        self.store.write(|tx| {
-            if tx.user_by_email(&email)?.is_some() {
-                return Err(AppError::conflict(
-                    "user_exists",
-                    format!("User '{email}' already exists"),
-                ));
-            }
-            let user = tx.user_insert(&email, real_name, Some(&hash), false, now)?;
-            let token = new_token();
-            let row = tx.token_insert(
-                &token_hash(&token),
-                token_prefix(&token),
-                user.id,
-                "sign-up",
-                now,
-            )?;
-            Ok((user, NewToken { token, row }))
-        })
+        self.store
+            .write(|tx| {
+                if tx.user_by_email(&email)?.is_some() {
+                    return Err(AppError::conflict(
+                        "user_exists",
+                        format!("User '{email}' already exists"),
+                    ));
+                }
+                let user = tx.user_insert(&email, real_name, Some(&hash), false, now)?;
+                let token = new_token();
+                let row = tx.token_insert(
+                    &token_hash(&token),
+                    token_prefix(&token),
+                    user.id,
+                    "sign-up",
+                    now,
+                )?;
+                Ok((user, NewToken { token, row }))
+            })
+            .await
     }
 
     /// `POST /v1/userauth`: email (in any case) and password → the user and a new token.
@@ -154,7 +165,10 @@ impl App {
         email: &str,
         password: &str,
     ) -> Result<(UserRow, NewToken), AppError> {
-        let user = self.store.read(|tx| tx.user_by_email(&fold_email(email)))?;
+        let user = self
+            .store
+            .read(|tx| tx.user_by_email(&fold_email(email)))
+            .await?;
         // One verification whatever the email: against the user's hash, or against the
         // dummy for an unknown email or a user without a password (then it fails anyway).
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -172,7 +186,7 @@ impl App {
         .await?;
         match user {
             Some(user) if ok => {
-                let token = self.mint_token(user.id, "user login")?;
+                let token = self.mint_token(user.id, "user login").await?;
                 Ok((user, token))
             }
             _ => Err(AppError::forbidden(
@@ -184,7 +198,7 @@ impl App {
 
     /// `POST /v1/access_token`: a new token for the caller. Tokens do not expire, so a
     /// maximum age is refused rather than silently dropped.
-    pub fn access_token_create(
+    pub async fn access_token_create(
         &self,
         caller: &Caller,
         description: &str,
@@ -197,12 +211,15 @@ impl App {
                  and revoke the token with DELETE /v1/access_token/{token_prefix} when done",
             ));
         }
-        self.mint_token(caller.user.id, description)
+        self.mint_token(caller.user.id, description).await
     }
 
     /// `GET /v1/access_token`: the caller's tokens (prefixes only; tokens are not stored).
-    pub fn access_token_list(&self, caller: &Caller) -> Result<Vec<TokenRow>, AppError> {
-        Ok(self.store.read(|tx| tx.tokens_of_user(caller.user.id))?)
+    pub async fn access_token_list(&self, caller: &Caller) -> Result<Vec<TokenRow>, AppError> {
+        Ok(self
+            .store
+            .read(|tx| tx.tokens_of_user(caller.user.id))
+            .await?)
     }
 
     /// `DELETE /v1/access_token/{token_prefix}`: revokes one of the caller's tokens, given
@@ -211,7 +228,7 @@ impl App {
     /// 404 like a missing one. A prefix must equal a stored one (tokens minted before
     /// Keyhaven kept 10 characters are listed, and revoked, by their 8); one that two of
     /// the caller's tokens share is refused (409) rather than guessed.
-    pub fn access_token_revoke(&self, caller: &Caller, token: &str) -> Result<(), AppError> {
+    pub async fn access_token_revoke(&self, caller: &Caller, token: &str) -> Result<(), AppError> {
         let hash = token_hash(token);
         let user_id = caller.user.id;
         self.store.write(|tx| {
@@ -240,26 +257,32 @@ impl App {
                     ),
                 )),
             }
-        })
+        }).await
     }
 
     /// Projects the caller is a member of.
-    pub fn my_projects(&self, caller: &Caller) -> Result<Vec<ProjectRow>, AppError> {
-        Ok(self.store.read(|tx| tx.projects_of_user(caller.user.id))?)
+    pub async fn my_projects(&self, caller: &Caller) -> Result<Vec<ProjectRow>, AppError> {
+        Ok(self
+            .store
+            .read(|tx| tx.projects_of_user(caller.user.id))
+            .await?)
     }
 
-    fn mint_token(&self, user_id: i64, description: &str) -> Result<NewToken, AppError> {
+    async fn mint_token(&self, user_id: i64, description: &str) -> Result<NewToken, AppError> {
         let token = new_token();
         let now = now_micros();
-        let row = self.store.write(|tx| {
-            tx.token_insert(
-                &token_hash(&token),
-                token_prefix(&token),
-                user_id,
-                description,
-                now,
-            )
-        })?;
+        let row = self
+            .store
+            .write(|tx| {
+                tx.token_insert(
+                    &token_hash(&token),
+                    token_prefix(&token),
+                    user_id,
+                    description,
+                    now,
+                )
+            })
+            .await?;
         Ok(NewToken { token, row })
     }
 }

@@ -8,30 +8,32 @@ use keyhaven_store::IntegrationRow;
 impl App {
     /// `GET /v1/project/P/service/S/integration`: every link the service is part of, as
     /// source (a primary sees all its replicas' links) or as destination.
-    pub fn integration_list(
+    pub async fn integration_list(
         &self,
         caller: &Caller,
         project: &str,
         service: &str,
     ) -> Result<Vec<IntegrationRow>, AppError> {
-        self.store.read(|tx| {
-            visible_project(tx, caller, project)?;
-            let row = tx
-                .service_by_name(project, service)?
-                .ok_or_else(|| AppError::service_not_found(project, service))?;
-            Ok(tx.integrations_of_service(&row.id)?)
-        })
+        self.store
+            .read(|tx| {
+                visible_project(tx, caller, project)?;
+                let row = tx
+                    .service_by_name(project, service)?
+                    .ok_or_else(|| AppError::service_not_found(project, service))?;
+                Ok(tx.integrations_of_service(&row.id)?)
+            })
+            .await
     }
 
     /// `POST /v1/project/P/integration`. A read replica is made by creating the service
     /// with the integration, so this only ever explains that.
-    pub fn integration_create(
+    pub async fn integration_create(
         &self,
         caller: &Caller,
         project: &str,
         integration_type: &str,
     ) -> Result<IntegrationRow, AppError> {
-        self.project_for(caller, project)?;
+        self.project_for(caller, project).await?;
         if integration_type == READ_REPLICA {
             return Err(AppError::invalid(
                 "read_replica_at_creation_only",

@@ -7,6 +7,7 @@
 //! exceptions are promotion, a bounded, explicit procedure that talks to both nodes
 //! (see `promotion.rs`), and a credentials reset (see `update.rs`).
 
+pub mod cloud;
 mod detach;
 mod error;
 pub mod failpoint;
@@ -43,6 +44,15 @@ pub struct ControlConfig {
     pub valkey_ports: RangeInclusive<u16>,
     /// Address valkey-servers bind; Keyhaven probes ports on it before handing them out.
     pub valkey_bind: String,
+    /// The cloud this instance serves (its host).
+    pub cloud: Cloud,
+    /// The address clients and replicas in other clouds reach this host's nodes at.
+    pub advertise_host: String,
+    /// Where this instance's API is reached (registered with its cloud).
+    pub api_url: String,
+    /// This start of Keyhaven, `HOST:DATA_DIR/UUID` (a new UUID each start): it owns its
+    /// cloud's registration and the promotion claims it takes.
+    pub instance_id: String,
     pub max_services_per_project: usize,
     /// Longest write pause on a primary while its replica is promoted: the bound given to
     /// `CLIENT PAUSE`, so writes resume even if Keyhaven dies mid-promotion.
@@ -50,7 +60,6 @@ pub struct ControlConfig {
     /// How long a promotion waits for the primary's PING (separate from the pause bound:
     /// one decides "alive?", the other how long writes may wait).
     pub promotion_ping_timeout_ms: u64,
-    pub clouds: Vec<Cloud>,
 }
 
 impl Default for ControlConfig {
@@ -58,10 +67,13 @@ impl Default for ControlConfig {
         ControlConfig {
             valkey_ports: 16000..=16999,
             valkey_bind: "127.0.0.1".into(),
+            cloud: Cloud::local(),
+            advertise_host: "127.0.0.1".into(),
+            api_url: "http://127.0.0.1:8080".into(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
             max_services_per_project: keyhaven_core::limits::DEFAULT_MAX_SERVICES_PER_PROJECT,
             promotion_pause_ms: keyhaven_core::limits::DEFAULT_PROMOTION_PAUSE_MS,
             promotion_ping_timeout_ms: keyhaven_core::limits::DEFAULT_PROMOTION_PING_TIMEOUT_MS,
-            clouds: vec![Cloud::local()],
         }
     }
 }
@@ -96,6 +108,8 @@ pub struct App {
     node_guards: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// When the reconciler last finished an activation (`ready.rs`, `GET /readyz`).
     reconciled_at: Mutex<Option<Instant>>,
+    /// Every registered cloud, as of this instance's last heartbeat (`cloud.rs`).
+    clouds: std::sync::RwLock<Vec<keyhaven_store::CloudRow>>,
 }
 
 impl App {
@@ -119,6 +133,7 @@ impl App {
             roll_forward_attempts: Mutex::default(),
             node_guards: Mutex::default(),
             reconciled_at: Mutex::default(),
+            clouds: std::sync::RwLock::default(),
         })
     }
 
@@ -151,16 +166,8 @@ impl App {
             .collect()
     }
 
-    pub fn cloud(&self, name: &str) -> Option<&Cloud> {
-        self.config.clouds.iter().find(|c| c.name == name)
-    }
-
+    /// The cloud a new project gets when none is asked for: this instance's.
     pub fn default_cloud(&self) -> &Cloud {
-        &self.config.clouds[0]
-    }
-
-    /// Host that clients use to reach services.
-    pub fn service_host(&self) -> &str {
-        self.runtime.host()
+        &self.config.cloud
     }
 }

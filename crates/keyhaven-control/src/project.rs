@@ -11,7 +11,7 @@ const MEMBER_TYPES: &[&str] = &["admin", "developer", "operator", "read_only"];
 
 impl App {
     /// `POST /v1/project`: creates a project; the caller becomes its admin member.
-    pub fn project_create(
+    pub async fn project_create(
         &self,
         caller: &Caller,
         name: &str,
@@ -19,24 +19,26 @@ impl App {
     ) -> Result<ProjectRow, AppError> {
         validate_name("project", name)
             .map_err(|e| AppError::invalid("invalid_name", e.to_string()))?;
-        let cloud = self.resolve_cloud(cloud, None)?;
         let now = now_micros();
-        self.store.write(|tx| {
-            if tx.project_get(name)?.is_some() {
-                return Err(AppError::conflict(
-                    "project_exists",
-                    format!("Project '{name}' already exists"),
-                ));
-            }
-            let row = tx.project_insert(name, &cloud, now)?;
-            tx.membership_insert(name, caller.user.id, "admin")?;
-            Ok(row)
-        })
+        self.store
+            .write(|tx| {
+                let cloud = self.resolve_cloud(tx, cloud, None)?;
+                if tx.project_get(name)?.is_some() {
+                    return Err(AppError::conflict(
+                        "project_exists",
+                        format!("Project '{name}' already exists"),
+                    ));
+                }
+                let row = tx.project_insert(name, &cloud, now)?;
+                tx.membership_insert(name, caller.user.id, "admin")?;
+                Ok(row)
+            })
+            .await
     }
 
     /// `POST /v1/project/P/invite`: adds an existing user as a member at once.
     /// (Keyhaven records the member type; every member may do everything in the project.)
-    pub fn project_invite(
+    pub async fn project_invite(
         &self,
         caller: &Caller,
         project: &str,
@@ -53,20 +55,23 @@ impl App {
                 ),
             ));
         }
-        self.store.write(|tx| {
-            visible_project(tx, caller, project)?;
-            let user = tx.user_by_email(&fold_email(email))?.ok_or_else(|| {
-                AppError::not_found("user_not_found", format!("User '{email}' does not exist"))
-            })?;
-            tx.membership_insert(project, user.id, member_type)?;
-            Ok(())
-        })
+        self.store
+            .write(|tx| {
+                visible_project(tx, caller, project)?;
+                let user = tx.user_by_email(&fold_email(email))?.ok_or_else(|| {
+                    AppError::not_found("user_not_found", format!("User '{email}' does not exist"))
+                })?;
+                tx.membership_insert(project, user.id, member_type)?;
+                Ok(())
+            })
+            .await
     }
 
     /// A cloud name as given, or the project's default when none was given; unknown names
     /// are refused naming the valid ones.
     pub(crate) fn resolve_cloud(
         &self,
+        tx: &keyhaven_store::Tx<'_>,
         cloud: Option<&str>,
         project_default: Option<&str>,
     ) -> Result<String, AppError> {
@@ -74,16 +79,16 @@ impl App {
             None | Some("") => Ok(project_default
                 .unwrap_or(&self.default_cloud().name)
                 .to_string()),
-            Some(c) if self.cloud(c).is_some() => Ok(c.to_string()),
+            // The store, not this instance's copy: a host registered a moment ago counts.
+            Some(c) if tx.cloud_get(c)?.is_some() => Ok(c.to_string()),
             Some(c) => Err(AppError::invalid(
                 "unknown_cloud",
                 format!(
                     "Unknown cloud '{}'; valid clouds: {}",
                     c.chars().take(64).collect::<String>(),
-                    self.config
-                        .clouds
-                        .iter()
-                        .map(|c| c.name.as_str())
+                    tx.clouds()?
+                        .into_iter()
+                        .map(|c| c.name)
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),

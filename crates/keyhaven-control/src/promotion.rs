@@ -144,10 +144,17 @@ pub(crate) enum Outcome {
     Uncertain(String),
 }
 
-/// Marks a link's promotion as running in this process; released on drop.
+/// How long a promotion's claim in the store holds without its instance: an instance that
+/// dies mid-promotion leaves its claim, and another may take the promotion over (roll it
+/// forward) once it expired. Every step of a promotion is bounded well inside it.
+const CLAIM_TTL: Duration = Duration::from_secs(60);
+
+/// Marks a link's promotion as running in this process, and claimed in the store for this
+/// instance (so no other instance runs it); both released on drop.
 pub(crate) struct InFlight {
     app: Arc<App>,
     link: String,
+    claimed: bool,
 }
 
 impl Drop for InFlight {
@@ -157,6 +164,19 @@ impl Drop for InFlight {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.link);
+        if self.claimed {
+            let (app, link) = (self.app.clone(), self.link.clone());
+            tokio::spawn(async move {
+                let owner = app.config.instance_id.clone();
+                if let Err(e) = app
+                    .store
+                    .write(|tx| tx.integration_release(&link, &owner))
+                    .await
+                {
+                    warn!(link = %link, error = %e, "could not release a promotion's claim; it expires by itself");
+                }
+            });
+        }
         self.app.wake.notify_one();
     }
 }
@@ -184,16 +204,37 @@ fn in_progress(id: &str) -> AppError {
 }
 
 impl App {
-    /// Claims a link's promotion for this process; `None` when one runs already.
-    pub(crate) fn claim_promotion(self: &Arc<Self>, link: &str) -> Option<InFlight> {
-        let mut inflight = self
+    /// Claims a link's promotion for this process and, in the store, for this instance;
+    /// `None` when one runs already here or in another instance whose claim holds (or the
+    /// link does not exist).
+    pub(crate) async fn claim_promotion(self: &Arc<Self>, link: &str) -> Option<InFlight> {
+        let inserted = self
             .promotions_in_flight
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        inflight.insert(link.to_string()).then(|| InFlight {
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(link.to_string());
+        if !inserted {
+            return None;
+        }
+        let mut held = InFlight {
             app: self.clone(),
             link: link.to_string(),
-        })
+            claimed: false,
+        };
+        let now = now_micros();
+        let until = now + CLAIM_TTL.as_micros() as i64;
+        let owner = &self.config.instance_id;
+        match self
+            .store
+            .write(|tx| tx.integration_claim(link, owner, now, until))
+            .await
+        {
+            Ok(true) => {
+                held.claimed = true;
+                Some(held)
+            }
+            Ok(false) | Err(_) => None,
+        }
     }
 
     pub(crate) fn promotion_in_flight(&self, link_id: &str) -> bool {
@@ -201,6 +242,22 @@ impl App {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(link_id)
+    }
+
+    /// Whether the primary's process exists. In this instance's cloud its runtime knows.
+    /// In another cloud, only that cloud's instance could tell: while it is alive, a
+    /// primary that does not answer is taken to run (never down: nothing acknowledged is
+    /// thrown away on a guess); once its heartbeat expired and the node does not answer
+    /// either (the caller's PING failed), nothing vouches for it and it is down
+    /// (DESIGN → Promotion 3).
+    async fn primary_process(&self, primary: &ServiceRow) -> NodeProcess {
+        if self.is_mine(&primary.cloud) {
+            return self.runtime.process(&primary.id).await;
+        }
+        match self.cloud(&primary.cloud) {
+            Some(c) if !c.is_lost() => NodeProcess::Running,
+            _ => NodeProcess::NotRunning,
+        }
     }
 
     /// `DELETE /v1/project/P/integration/ID`; `lossy` lets it detach without catch-up
@@ -223,11 +280,14 @@ impl App {
         };
         // Claimed before the intent is recorded, so the reconciler never takes this
         // promotion over between the two.
-        let Some(_claim) = self.claim_promotion(id) else {
-            let link = self.store.read(|tx| {
-                crate::identity::visible_project(tx, caller, project)?;
-                Ok::<_, AppError>(tx.integration_get(project, id)?)
-            })?;
+        let Some(_claim) = self.claim_promotion(id).await else {
+            let link = self
+                .store
+                .read(|tx| {
+                    crate::identity::visible_project(tx, caller, project)?;
+                    Ok::<_, AppError>(tx.integration_get(project, id)?)
+                })
+                .await?;
             return Err(match link {
                 Some(_) => in_progress(id),
                 None => not_found(),
@@ -280,7 +340,7 @@ impl App {
                 },
                 generation,
             ))
-        })?;
+        }).await?;
         let (link, generation) = link;
         info!(project, replica = %link.dest_service, primary = %link.source_service, link = %link.id, lossy, generation, "promotion intent recorded");
         crate::failpoint::hit("promotion.intent_recorded");
@@ -294,13 +354,14 @@ impl App {
         link: &IntegrationRow,
         attempt: u32,
     ) {
-        let Some(_claim) = self.claim_promotion(&link.id) else {
+        let Some(_claim) = self.claim_promotion(&link.id).await else {
             return;
         };
         // The link may have been finished since the reconciler read it.
         let link = match self
             .store
             .read(|tx| tx.integration_get(&link.project, &link.id))
+            .await
         {
             Ok(Some(l)) if l.status == LinkStatus::Promoting => l,
             _ => return,
@@ -324,18 +385,20 @@ impl App {
         link: &IntegrationRow,
         roll_forward: Option<u32>,
     ) -> Result<Promotion, AppError> {
-        let (replica, primary) = self.store.read(|tx| {
-            Ok::<_, AppError>((
-                tx.service_by_id(&link.dest_service_id)?,
-                tx.service_by_id(&link.source_service_id)?,
-            ))
-        })?;
+        let (replica, primary) = self
+            .store
+            .read(|tx| {
+                Ok::<_, AppError>((
+                    tx.service_by_id(&link.dest_service_id)?,
+                    tx.service_by_id(&link.source_service_id)?,
+                ))
+            })
+            .await?;
         let replica =
             replica.ok_or_else(|| AppError::Internal("promoting a missing replica".into()))?;
         let primary =
             primary.ok_or_else(|| AppError::Internal("promoting from a missing primary".into()))?;
-        let host = self.service_host().to_string();
-        let new_spec = node_spec(&replica, None, &host);
+        let new_spec = node_spec(&replica, None, "");
         // A snapshot first: a replica that loaded its data straight into memory has none,
         // and a node restarted in its staged primary role starts from it.
         if let Err(e) = self.snapshot_replica(&replica).await {
@@ -352,7 +415,7 @@ impl App {
 
         let ping_timeout = Duration::from_millis(self.config.promotion_ping_timeout_ms);
         let primary_admin = match Admin::connect(
-            &host,
+            &self.node_host(&primary),
             primary.port,
             &primary.admin_password,
             ping_timeout,
@@ -373,7 +436,7 @@ impl App {
                 )
                 .await
             }
-            None => match self.runtime.process(&primary.id).await {
+            None => match self.primary_process(&primary).await {
                 // Right after a restart the reconciler may not have started the primary
                 // yet: a roll-forward gives it a few attempts before taking it for down.
                 NodeProcess::NotRunning
@@ -425,11 +488,15 @@ impl App {
             return Ok(self.finishing(&replica, e.to_string()));
         }
         crate::failpoint::hit("promotion.node_updated");
-        if let Err(e) = self.store.write(|tx| {
-            tx.service_set_lost_bytes(&replica.id, promoted.lost_bytes_estimate)?;
-            tx.integration_delete(&link.id)?;
-            Ok::<_, AppError>(())
-        }) {
+        if let Err(e) = self
+            .store
+            .write(|tx| {
+                tx.service_set_lost_bytes(&replica.id, promoted.lost_bytes_estimate)?;
+                tx.integration_delete(&link.id)?;
+                Ok::<_, AppError>(())
+            })
+            .await
+        {
             return Ok(self.finishing(&replica, e.to_string()));
         }
         info!(project = %link.project, replica = %promoted.replica, primary = %promoted.primary,
@@ -476,7 +543,7 @@ impl App {
                     port_in_use: true, ..
                 } => {
                     // Another program took its port: move it; the next attempt finishes.
-                    let port = self.service_move_port(&replica.id)?;
+                    let port = self.service_move_port(&replica.id).await?;
                     return Err(AppError::Unavailable {
                         code: "node_unavailable",
                         message: format!(
@@ -501,9 +568,14 @@ impl App {
     /// replica is left for the later steps to handle; a replica already detached (a
     /// roll-forward) needs none.
     async fn snapshot_replica(&self, replica: &ServiceRow) -> Result<(), AppError> {
-        let host = self.service_host();
-        let Ok(mut r) =
-            Admin::connect(host, replica.port, &replica.admin_password, REPLICA_TIMEOUT).await
+        let host = self.node_host(replica);
+        let Ok(mut r) = Admin::connect(
+            &host,
+            replica.port,
+            &replica.admin_password,
+            REPLICA_TIMEOUT,
+        )
+        .await
         else {
             return Ok(());
         };
@@ -573,12 +645,12 @@ impl App {
         if roll_forward.is_some() {
             // A replica that is down is started (in its staged primary role) so the next
             // attempt can finish.
-            let spec = node_spec(replica, None, self.service_host());
+            let spec = node_spec(replica, None, "");
             match self.runtime.ensure(&spec).await {
                 Ok(Ensured::BackingOff {
                     port_in_use: true, ..
                 }) => {
-                    if let Err(e) = self.service_move_port(&replica.id) {
+                    if let Err(e) = self.service_move_port(&replica.id).await {
                         warn!(replica = %replica.name, error = %e, "could not move the replica off a taken port");
                     }
                 }
@@ -590,20 +662,23 @@ impl App {
             return Err(error);
         }
         let now = now_micros();
-        let restored = self.store.write(|tx| {
-            tx.integration_set_status(&link.id, LinkStatus::Promoting, LinkStatus::Active)?;
-            tx.integration_set_lossy(&link.id, false)?;
-            tx.service_set_role(&replica.id, Role::Replica, now)?;
-            // The primary as it is now (its port may have moved meanwhile).
-            Ok::<_, AppError>((
-                tx.service_by_id(&replica.id)?,
-                tx.service_by_id(&primary.id)?,
-            ))
-        })?;
+        let restored = self
+            .store
+            .write(|tx| {
+                tx.integration_set_status(&link.id, LinkStatus::Promoting, LinkStatus::Active)?;
+                tx.integration_set_lossy(&link.id, false)?;
+                tx.service_set_role(&replica.id, Role::Replica, now)?;
+                // The primary as it is now (its port may have moved meanwhile).
+                Ok::<_, AppError>((
+                    tx.service_by_id(&replica.id)?,
+                    tx.service_by_id(&primary.id)?,
+                ))
+            })
+            .await?;
         if let (Some(row), Some(primary_now)) = restored {
             // Restores the replica config staged away above; the node itself was never
             // detached, so this changes nothing on it.
-            let spec = node_spec(&row, Some(&primary_now), self.service_host());
+            let spec = node_spec(&row, Some(&primary_now), &self.node_host(&primary_now));
             if let Err(e) = self.runtime.ensure(&spec).await {
                 warn!(replica = %replica.name, error = %e, "could not restore the replica config after an abandoned promotion");
             }

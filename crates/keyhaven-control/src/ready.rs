@@ -19,9 +19,10 @@ impl App {
 
     /// `Ok` when this server can do its work, else why not (one sentence an operator can
     /// act on).
-    pub fn readiness(&self) -> Result<(), String> {
+    pub async fn readiness(&self) -> Result<(), String> {
         self.store
             .probe_write(now_micros())
+            .await
             .map_err(|e| format!("the store cannot be written: {e}"))?;
         let last = *self.reconciled_at.lock().unwrap_or_else(|p| p.into_inner());
         match last {

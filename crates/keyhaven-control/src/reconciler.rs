@@ -118,20 +118,37 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 /// One activation of the reconciler.
 pub async fn activate(app: &Arc<App>) -> Report {
     let mut report = Report::default();
-    let loaded = app.store.read(|tx| {
-        Ok::<_, crate::AppError>((
-            tx.retired_nodes()?,
-            tx.services_all()?,
-            tx.integrations_promoting()?,
-        ))
-    });
-    let (retired, services, promoting) = match loaded {
+    let loaded = app
+        .store
+        .read(|tx| {
+            Ok::<_, crate::AppError>((
+                tx.retired_nodes()?,
+                tx.services_all()?,
+                tx.integrations_promoting()?,
+            ))
+        })
+        .await;
+    let (retired, all, promoting) = match loaded {
         Ok(v) => v,
         Err(e) => {
             report.errors.push(e.to_string());
             return report;
         }
     };
+    // This instance runs the nodes of its own cloud only; the others' instances run theirs.
+    let services: Vec<ServiceRow> = all
+        .iter()
+        .filter(|s| app.is_mine(&s.cloud))
+        .cloned()
+        .collect();
+    let retired = retired.into_iter().filter(|n| app.is_mine(&n.cloud));
+    let promoting: Vec<IntegrationRow> = promoting
+        .into_iter()
+        .filter(|l| {
+            all.iter()
+                .any(|s| s.id == l.dest_service_id && app.is_mine(&s.cloud))
+        })
+        .collect();
 
     // Stopping a node can take seconds (a clean shutdown writes its data): in the
     // background, one task per node, so new services are not held up behind it.
@@ -151,6 +168,7 @@ pub async fn activate(app: &Arc<App>) -> Report {
                 Ok(()) => app
                     .store
                     .write(|tx| tx.retired_node_released(&node.service_id))
+                    .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -164,8 +182,7 @@ pub async fn activate(app: &Arc<App>) -> Report {
         });
     }
 
-    let sources = sources_by_replica(app, &services);
-    let host = app.service_host().to_string();
+    let sources = sources_by_replica(app, &services).await;
     report.services = services.len();
     let mut ensure_errors: HashMap<String, String> = HashMap::new();
     // Powered-off services whose node was found stopped or was stopped in this activation.
@@ -177,18 +194,21 @@ pub async fn activate(app: &Arc<App>) -> Report {
         let _held = guard.lock().await;
         // Read again right before acting: a promotion may have started since the load,
         // and a stale spec must never be applied to a node under promotion.
-        let fresh = app.store.read(|tx| {
-            let Some(row) = tx.service_by_id(&service.id)? else {
-                return Ok::<_, crate::AppError>(None);
-            };
-            let links = tx.integrations_of_service(&row.id)?;
-            let link = links.into_iter().find(|l| l.dest_service_id == row.id);
-            let source = match &link {
-                Some(l) => tx.service_by_id(&l.source_service_id)?,
-                None => None,
-            };
-            Ok(Some((row, link, source)))
-        });
+        let fresh = app
+            .store
+            .read(|tx| {
+                let Some(row) = tx.service_by_id(&service.id)? else {
+                    return Ok::<_, crate::AppError>(None);
+                };
+                let links = tx.integrations_of_service(&row.id)?;
+                let link = links.into_iter().find(|l| l.dest_service_id == row.id);
+                let source = match &link {
+                    Some(l) => tx.service_by_id(&l.source_service_id)?,
+                    None => None,
+                };
+                Ok(Some((row, link, source)))
+            })
+            .await;
         let (row, link, source) = match fresh {
             Ok(Some(v)) => v,
             Ok(None) => continue,
@@ -216,7 +236,11 @@ pub async fn activate(app: &Arc<App>) -> Report {
             }
             continue;
         }
-        let spec = node_spec(&row, source.as_ref(), &host);
+        let source_host = source
+            .as_ref()
+            .map(|s| app.node_host(s))
+            .unwrap_or_default();
+        let spec = node_spec(&row, source.as_ref(), &source_host);
         match app.runtime.ensure(&spec).await {
             Ok(Ensured::Running { just_started, .. }) => {
                 if just_started {
@@ -227,7 +251,7 @@ pub async fn activate(app: &Arc<App>) -> Report {
             Ok(Ensured::BackingOff {
                 port_in_use: true, ..
             }) => {
-                let note = match app.service_move_port(&service.id) {
+                let note = match app.service_move_port(&service.id).await {
                     Ok(port) => format!(
                         "port {} is held by another program; moved to port {port}",
                         service.port
@@ -290,11 +314,18 @@ pub async fn activate(app: &Arc<App>) -> Report {
     // nodes of each group in parallel, so one hung node costs one timeout, not one each.
     let mut observed: HashMap<String, (NodeHealth, Option<Info>)> = HashMap::new();
     let mut primaries = tokio::task::JoinSet::new();
+    // A replica here may follow a primary in another cloud: that one is observed too (to
+    // compare offsets), and recorded by its own instance.
+    let remote_primaries = sources
+        .values()
+        .filter_map(|l| all.iter().find(|s| s.id == l.source_service_id))
+        .filter(|s| !app.is_mine(&s.cloud));
     for service in services
         .iter()
         .filter(|s| s.role == Role::Primary && s.powered)
+        .chain(remote_primaries)
     {
-        let (host, service) = (host.clone(), service.clone());
+        let (host, service) = (app.node_host(service), service.clone());
         primaries.spawn(async move { (service.id.clone(), observe(&host, &service, None).await) });
     }
     while let Some(Ok((id, result))) = primaries.join_next().await {
@@ -309,7 +340,7 @@ pub async fn activate(app: &Arc<App>) -> Report {
             .get(service.id.as_str())
             .and_then(|l| observed.get(&l.source_service_id))
             .and_then(|(_, i)| i.clone());
-        let (host, service) = (host.clone(), service.clone());
+        let (host, service) = (app.node_host(service), service.clone());
         replicas.spawn(async move {
             let result = observe(&host, &service, primary_info.as_ref()).await;
             (service.id.clone(), result)
@@ -366,13 +397,17 @@ pub async fn activate(app: &Arc<App>) -> Report {
             updates.push((service.id.clone(), service.generation, state, health));
         }
     }
-    if let Err(e) = app.store.write(|tx| {
-        for (id, generation, state, health) in &updates {
-            // Skipped when the role changed since the load: the observation is stale.
-            tx.service_set_observed(id, *generation, *state, health, now)?;
-        }
-        Ok::<_, crate::AppError>(())
-    }) {
+    if let Err(e) = app
+        .store
+        .write(|tx| {
+            for (id, generation, state, health) in &updates {
+                // Skipped when the role changed since the load: the observation is stale.
+                tx.service_set_observed(id, *generation, *state, health, now)?;
+            }
+            Ok::<_, crate::AppError>(())
+        })
+        .await
+    {
         report.errors.push(e.to_string());
     }
     report
@@ -402,13 +437,13 @@ fn powered_off_health(service: &ServiceRow) -> NodeHealth {
 }
 
 /// The read_replica link of each replica, keyed by the replica's id.
-fn sources_by_replica<'a>(
+async fn sources_by_replica<'a>(
     app: &App,
     services: &'a [ServiceRow],
 ) -> HashMap<&'a str, IntegrationRow> {
     let mut map = HashMap::new();
     for s in services.iter().filter(|s| s.role == Role::Replica) {
-        match app.store.read(|tx| tx.integrations_of_service(&s.id)) {
+        match app.store.read(|tx| tx.integrations_of_service(&s.id)).await {
             Ok(links) => {
                 if let Some(l) = links.into_iter().find(|l| l.dest_service_id == s.id) {
                     map.insert(s.id.as_str(), l);

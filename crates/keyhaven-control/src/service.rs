@@ -46,7 +46,7 @@ pub struct ServiceDetail {
 }
 
 impl App {
-    pub fn service_create(
+    pub async fn service_create(
         &self,
         caller: &Caller,
         project: &str,
@@ -105,7 +105,7 @@ impl App {
         let detail = self.store.write(|tx| {
             let project_row = visible_project(tx, caller, project)?;
             let cloud =
-                self.resolve_cloud(req.cloud.as_deref(), Some(&project_row.default_cloud))?;
+                self.resolve_cloud(tx, req.cloud.as_deref(), Some(&project_row.default_cloud))?;
             if tx.service_by_name(project, &req.service_name)?.is_some() {
                 return Err(AppError::conflict(
                     "service_exists",
@@ -146,7 +146,11 @@ impl App {
                     ),
                 ));
             }
-            let port = self.allocate_port(tx)?;
+            let port = self.allocate_port(tx, &cloud)?;
+            let host = match tx.cloud_get(&cloud)? {
+                Some(c) => c.host,
+                None => self.cloud_host(&cloud),
+            };
             let row = tx.service_insert(
                 &NewService {
                     id: id.clone(),
@@ -166,6 +170,7 @@ impl App {
                     } else {
                         Role::Primary
                     },
+                    host,
                 },
                 now,
             )?;
@@ -180,7 +185,7 @@ impl App {
                 )?;
             }
             detail_of(tx, row)
-        })?;
+        }).await?;
         crate::failpoint::hit("service_create.committed");
         info!(project, service = %req.service_name, plan = plan.name, port = detail.row.port,
               replica_of = replica_of.as_deref().unwrap_or("-"), "service created");
@@ -188,38 +193,42 @@ impl App {
         Ok(detail)
     }
 
-    pub fn service_list(
+    pub async fn service_list(
         &self,
         caller: &Caller,
         project: &str,
     ) -> Result<Vec<ServiceDetail>, AppError> {
-        self.store.read(|tx| {
-            visible_project(tx, caller, project)?;
-            tx.services_of_project(project)?
-                .into_iter()
-                .map(|row| detail_of(tx, row))
-                .collect()
-        })
+        self.store
+            .read(|tx| {
+                visible_project(tx, caller, project)?;
+                tx.services_of_project(project)?
+                    .into_iter()
+                    .map(|row| detail_of(tx, row))
+                    .collect()
+            })
+            .await
     }
 
-    pub fn service_get(
+    pub async fn service_get(
         &self,
         caller: &Caller,
         project: &str,
         name: &str,
     ) -> Result<ServiceDetail, AppError> {
-        self.store.read(|tx| {
-            visible_project(tx, caller, project)?;
-            let row = tx
-                .service_by_name(project, name)?
-                .ok_or_else(|| AppError::service_not_found(project, name))?;
-            detail_of(tx, row)
-        })
+        self.store
+            .read(|tx| {
+                visible_project(tx, caller, project)?;
+                let row = tx
+                    .service_by_name(project, name)?
+                    .ok_or_else(|| AppError::service_not_found(project, name))?;
+                detail_of(tx, row)
+            })
+            .await
     }
 
     /// Deletes a service. Its node is retired in the same transaction; the reconciler
     /// stops the process and frees the port right after.
-    pub fn service_delete(
+    pub async fn service_delete(
         &self,
         caller: &Caller,
         project: &str,
@@ -263,7 +272,7 @@ impl App {
             }
             tx.service_delete(&row.id, now)?;
             Ok(())
-        })?;
+        }).await?;
         info!(project, service = name, "service deleted");
         self.wake.notify_one();
         Ok(())
@@ -271,13 +280,13 @@ impl App {
 
     /// Moves a service whose port another program took to a free port. Its replicas get a
     /// new generation of their role, so their running nodes are re-pointed at the new port.
-    pub(crate) fn service_move_port(&self, service_id: &str) -> Result<u16, AppError> {
+    pub(crate) async fn service_move_port(&self, service_id: &str) -> Result<u16, AppError> {
         let now = now_micros();
         self.store.write(|tx| {
             let row = tx
                 .service_by_id(service_id)?
                 .ok_or_else(|| AppError::Internal("moving a missing service".into()))?;
-            let port = self.allocate_port(tx)?;
+            let port = self.allocate_port(tx, &row.cloud)?;
             tx.service_set_port(&row.id, port, now)?;
             for link in tx.integrations_of_service(&row.id)? {
                 // Not a link being promoted: its replica's role is the promotion's.
@@ -288,25 +297,38 @@ impl App {
             info!(service = %format!("{}/{}", row.project, row.name), from = row.port, to = port,
                   "port held by another program: service moved to another port");
             Ok(port)
-        })
+        }).await
     }
 
-    /// The lowest port of the range that no service holds and that nothing else on this
-    /// host listens on right now (a probe bind), so a port taken by another program is
-    /// skipped instead of making the node fail to start.
-    fn allocate_port(&self, tx: &Tx<'_>) -> Result<u16, AppError> {
+    /// The lowest port of `cloud`'s range that no service holds. On this instance's own
+    /// cloud the runtime also says whether anything else on the host holds it now, so a
+    /// port taken by another program is skipped instead of making the node fail to start;
+    /// another cloud's instance moves a node whose port turns out taken
+    /// ([`App::service_move_port`]).
+    fn allocate_port(&self, tx: &Tx<'_>, cloud: &str) -> Result<u16, AppError> {
         let taken: BTreeSet<u16> = tx.ports_in_use()?;
-        self.config
-            .valkey_ports
+        let range = if self.is_mine(cloud) {
+            self.config.valkey_ports.clone()
+        } else {
+            let row = tx.cloud_get(cloud)?.ok_or_else(|| {
+                AppError::invalid(
+                    "unknown_cloud",
+                    format!("Cloud '{cloud}' is not registered"),
+                )
+            })?;
+            row.port_min..=row.port_max
+        };
+        let local = self.is_mine(cloud);
+        range
             .clone()
             .filter(|p| !taken.contains(p))
-            .find(|p| std::net::TcpListener::bind((self.config.valkey_bind.as_str(), *p)).is_ok())
+            .find(|p| !local || self.runtime.port_available(*p))
             .ok_or_else(|| AppError::Unavailable {
                 code: "no_free_port",
                 message: format!(
-                    "No free port left in the valkey port range {}-{}",
-                    self.config.valkey_ports.start(),
-                    self.config.valkey_ports.end()
+                    "No free port left in the valkey port range {}-{} of cloud '{cloud}'",
+                    range.start(),
+                    range.end()
                 ),
             })
     }

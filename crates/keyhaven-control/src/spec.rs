@@ -4,8 +4,9 @@ use keyhaven_core::{Plan, Role, UserConfig};
 use keyhaven_runtime::{NodeSpec, SourceEndpoint};
 use keyhaven_store::ServiceRow;
 
-/// The node spec of `service`; `source` is its primary when it is meant to be a replica.
-pub fn node_spec(service: &ServiceRow, source: Option<&ServiceRow>, host: &str) -> NodeSpec {
+/// The node spec of `service`; `source` is its primary when it is meant to be a replica,
+/// reached at `source_host` (its cloud's host).
+pub fn node_spec(service: &ServiceRow, source: Option<&ServiceRow>, source_host: &str) -> NodeSpec {
     let plan = Plan::find(&service.plan);
     let user_config = UserConfig::from_json(Some(&service.user_config)).unwrap_or_default();
     NodeSpec {
@@ -16,7 +17,7 @@ pub fn node_spec(service: &ServiceRow, source: Option<&ServiceRow>, host: &str) 
         generation: service.generation,
         source: match service.role {
             Role::Replica => source.map(|s| SourceEndpoint {
-                host: host.to_string(),
+                host: source_host.to_string(),
                 port: s.port,
                 repl_password: s.repl_password.clone(),
             }),

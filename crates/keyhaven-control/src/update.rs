@@ -95,7 +95,7 @@ fn mib(bytes: u64) -> String {
 }
 
 impl App {
-    pub fn service_update(
+    pub async fn service_update(
         &self,
         caller: &Caller,
         project: &str,
@@ -224,7 +224,7 @@ impl App {
                 .service_by_id(&row.id)?
                 .ok_or_else(|| AppError::Internal("updated service vanished".into()))?;
             detail_of(tx, row)
-        })?;
+        }).await?;
         crate::failpoint::hit("service_update.committed");
         self.wake.notify_one();
         Ok(detail)
@@ -240,17 +240,19 @@ impl App {
         project: &str,
         name: &str,
     ) -> Result<ServiceDetail, AppError> {
-        let read = || {
-            self.store.read(|tx| {
-                visible_project(tx, caller, project)?;
-                tx.service_by_name(project, name)?
-                    .ok_or_else(|| AppError::service_not_found(project, name))
-            })
+        let read = async || {
+            self.store
+                .read(|tx| {
+                    visible_project(tx, caller, project)?;
+                    tx.service_by_name(project, name)?
+                        .ok_or_else(|| AppError::service_not_found(project, name))
+                })
+                .await
         };
-        let id = read()?.id;
+        let id = read().await?.id;
         let guard = self.node_guard(&id);
         let _held = guard.lock().await;
-        let row = read()?;
+        let row = read().await?;
         if row.id != id {
             return Err(AppError::service_not_found(project, name));
         }
@@ -260,22 +262,29 @@ impl App {
                 format!("Service '{name}' is powered off; power it on to reset its credentials"),
             ));
         }
-        let source = self.store.read(|tx| {
-            let link = tx
-                .integrations_of_service(&row.id)?
-                .into_iter()
-                .find(|l| l.dest_service_id == row.id);
-            Ok::<_, AppError>(match link {
-                Some(l) => tx.service_by_id(&l.source_service_id)?,
-                None => None,
+        let source = self
+            .store
+            .read(|tx| {
+                let link = tx
+                    .integrations_of_service(&row.id)?
+                    .into_iter()
+                    .find(|l| l.dest_service_id == row.id);
+                Ok::<_, AppError>(match link {
+                    Some(l) => tx.service_by_id(&l.source_service_id)?,
+                    None => None,
+                })
             })
-        })?;
+            .await?;
         let password = new_password(32);
         let new_row = ServiceRow {
             service_password: password.clone(),
             ..row.clone()
         };
-        let spec = node_spec(&new_row, source.as_ref(), self.service_host());
+        let source_host = source
+            .as_ref()
+            .map(|s| self.node_host(s))
+            .unwrap_or_default();
+        let spec = node_spec(&new_row, source.as_ref(), &source_host);
         let started = std::time::Instant::now();
         self.runtime
             .set_service_password(&spec)
@@ -287,13 +296,16 @@ impl App {
                 ),
             })?;
         let now = now_micros();
-        let detail = self.store.write(|tx| {
-            tx.service_set_password(&row.id, &password, now)?;
-            let row = tx
-                .service_by_id(&row.id)?
-                .ok_or_else(|| AppError::Internal("reset service vanished".into()))?;
-            detail_of(tx, row)
-        })?;
+        let detail = self
+            .store
+            .write(|tx| {
+                tx.service_set_password(&row.id, &password, now)?;
+                let row = tx
+                    .service_by_id(&row.id)?
+                    .ok_or_else(|| AppError::Internal("reset service vanished".into()))?;
+                detail_of(tx, row)
+            })
+            .await?;
         info!(
             project,
             service = name,
@@ -430,6 +442,7 @@ mod tests {
             service_type: "valkey".into(),
             plan: plan.into(),
             cloud: "local".into(),
+            host: "127.0.0.1".into(),
             user_config: json!({}),
             termination_protection: false,
             port: 16000,

@@ -126,6 +126,9 @@ pub trait Runtime: Send + Sync {
 
     /// Host clients and replicas use to reach nodes of this runtime.
     fn host(&self) -> &str;
+
+    /// Whether `port` is free for a new node here: nothing else on the host holds it now.
+    fn port_available(&self, port: u16) -> bool;
 }
 
 /// What a runtime knows of a node's process.

@@ -631,4 +631,9 @@ impl Runtime for LocalRuntime {
             b => b,
         }
     }
+
+    /// A probe bind on the address the nodes bind.
+    fn port_available(&self, port: u16) -> bool {
+        std::net::TcpListener::bind((self.bind.as_str(), port)).is_ok()
+    }
 }

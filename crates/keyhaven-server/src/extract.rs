@@ -92,6 +92,6 @@ impl FromRequestParts<Arc<App>> for Auth {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        Ok(Auth(app.authenticate(header)?))
+        Ok(Auth(app.authenticate(header).await?))
     }
 }

@@ -7,6 +7,7 @@
 
 mod error;
 mod extract;
+mod forward;
 mod listener;
 mod metrics;
 pub mod openapi;

@@ -9,7 +9,7 @@ use keyhaven_control::App;
 use keyhaven_control::service::ServiceDetail;
 use keyhaven_core::time::iso8601;
 use keyhaven_core::{NodeHealth, Plan, Role, ServiceState};
-use keyhaven_store::{IntegrationRow, LinkStatus, ProjectRow};
+use keyhaven_store::{IntegrationRow, LinkStatus, ProjectRow, ServiceRow};
 use serde_json::json;
 
 pub fn project(row: &ProjectRow) -> Project {
@@ -58,9 +58,26 @@ fn link_status(h: &NodeHealth) -> Option<String> {
         .map(|up| if up { "up" } else { "down" }.to_string())
 }
 
+/// A service's state as shown: its last observed one, unless its cloud is lost (its
+/// instance's heartbeat expired), when nothing vouches for its node: REBUILDING, with the
+/// reason in `keyhaven_replication.error`.
+fn shown_state(app: &App, row: &ServiceRow) -> (&'static str, Option<String>) {
+    match app.cloud(&row.cloud).and_then(|c| c.lost_for_s) {
+        Some(s) if row.state != ServiceState::Poweroff => (
+            ServiceState::Rebuilding.as_str(),
+            Some(format!(
+                "cloud '{}' is lost: its Keyhaven instance has sent no heartbeat for {s} s, so this node is not observed; a replica of it in another cloud can be promoted",
+                row.cloud
+            )),
+        ),
+        _ => (row.state.as_str(), None),
+    }
+}
+
 pub fn service(app: &App, d: &ServiceDetail) -> Service {
     let row = &d.row;
-    let host = app.service_host().to_string();
+    let host = app.node_host(row);
+    let (state, lost) = shown_state(app, row);
     let plan = Plan::find(&row.plan);
     let uri = format!(
         "redis://default:{}@{}:{}",
@@ -94,7 +111,7 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
             .iter()
             .map(|r| ReplicaSummary {
                 service_name: r.name.clone(),
-                state: r.state.as_str().into(),
+                state: shown_state(app, r).0.into(),
                 link_status: link_status(&r.health),
                 bytes_behind: r.health.bytes_behind,
                 seconds_since_last_contact: r.health.last_io_seconds_ago,
@@ -102,7 +119,7 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
             })
             .collect(),
         observed_at: (h.observed_at > 0).then(|| iso8601(h.observed_at)),
-        error: h.error.clone(),
+        error: lost.or_else(|| h.error.clone()),
     };
 
     let node_state = if row.state == ServiceState::Running {
@@ -127,19 +144,26 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
     let replica_uris: Vec<String> = d
         .replicas
         .iter()
-        .map(|r| format!("redis://default:{}@{}:{}", r.service_password, host, r.port))
+        .map(|r| {
+            format!(
+                "redis://default:{}@{}:{}",
+                r.service_password,
+                app.node_host(r),
+                r.port
+            )
+        })
         .collect();
 
     Service {
         service_name: row.name.clone(),
         service_type: row.service_type.clone(),
         service_type_description: "Valkey - In-memory data store".into(),
-        state: row.state.as_str().into(),
+        state: state.into(),
         plan: row.plan.clone(),
         cloud_name: row.cloud.clone(),
         cloud_description: app
             .cloud(&row.cloud)
-            .map(|c| c.description.clone())
+            .map(|c| c.row.description)
             .unwrap_or_default(),
         create_time: iso8601(row.create_time),
         update_time: iso8601(row.update_time),

@@ -1,8 +1,8 @@
 //! Integrations between services. Keyhaven has one type, `read_replica`: source = the
 //! primary, dest = the replica. A link marked `promoting` is a promotion's durable intent.
 
+use crate::sql::{Row, p};
 use crate::{Result, Tx};
-use rusqlite::{OptionalExtension, Row, params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkStatus {
@@ -34,31 +34,38 @@ pub struct IntegrationRow {
     /// primary does not answer (`?lossy=true`): a roll-forward honours the same choice.
     pub lossy: bool,
     pub create_time: i64,
+    /// The instance running the promotion recorded on this link, and until when (µs) its
+    /// claim holds: another instance may take the promotion over only once it expired.
+    pub claim: Option<(String, i64)>,
 }
 
 const SELECT: &str = "SELECT i.id, i.project, i.integration_type, i.source_service_id, s.name,
-        i.dest_service_id, d.name, i.status, i.create_time, i.lossy
+        i.dest_service_id, d.name, i.status, i.create_time, i.lossy, i.claim_owner, i.claim_expires
     FROM integrations i
     JOIN services s ON s.id = i.source_service_id
     JOIN services d ON d.id = i.dest_service_id";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<IntegrationRow> {
-    let status: String = r.get(7)?;
+fn from_row(r: Row) -> Result<IntegrationRow> {
+    let status = r.text(7)?;
     Ok(IntegrationRow {
-        id: r.get(0)?,
-        project: r.get(1)?,
-        integration_type: r.get(2)?,
-        source_service_id: r.get(3)?,
-        source_service: r.get(4)?,
-        dest_service_id: r.get(5)?,
-        dest_service: r.get(6)?,
+        id: r.text(0)?,
+        project: r.text(1)?,
+        integration_type: r.text(2)?,
+        source_service_id: r.text(3)?,
+        source_service: r.text(4)?,
+        dest_service_id: r.text(5)?,
+        dest_service: r.text(6)?,
         status: if status == "promoting" {
             LinkStatus::Promoting
         } else {
             LinkStatus::Active
         },
-        create_time: r.get(8)?,
-        lossy: r.get(9)?,
+        create_time: r.int(8)?,
+        lossy: r.bool(9)?,
+        claim: match (r.opt_text(10)?, r.opt_int(11)?) {
+            (Some(owner), Some(until)) => Some((owner, until)),
+            _ => None,
+        },
     })
 }
 
@@ -72,41 +79,45 @@ impl Tx<'_> {
         dest_service_id: &str,
         now: i64,
     ) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO integrations (id, project, integration_type, source_service_id, dest_service_id, status, create_time)
              VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6)",
-            params![id, project, integration_type, source_service_id, dest_service_id, now],
+            p![id, project, integration_type, source_service_id, dest_service_id, now],
         )?;
         Ok(())
     }
 
     pub fn integration_get(&self, project: &str, id: &str) -> Result<Option<IntegrationRow>> {
-        Ok(self
-            .tx
-            .query_row(
-                &format!("{SELECT} WHERE i.project = ?1 AND i.id = ?2"),
-                params![project, id],
-                from_row,
-            )
-            .optional()?)
+        self.row(
+            &format!("{SELECT} WHERE i.project = ?1 AND i.id = ?2"),
+            p![project, id],
+        )?
+        .map(from_row)
+        .transpose()
     }
 
     /// Links where the service is source or destination, oldest first.
     pub fn integrations_of_service(&self, service_id: &str) -> Result<Vec<IntegrationRow>> {
-        let mut stmt = self.tx.prepare(&format!(
-            "{SELECT} WHERE i.source_service_id = ?1 OR i.dest_service_id = ?1 ORDER BY i.create_time, i.id"
-        ))?;
-        let rows = stmt.query_map([service_id], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.rows(
+            &format!(
+                "{SELECT} WHERE i.source_service_id = ?1 OR i.dest_service_id = ?1 ORDER BY i.create_time, i.id"
+            ),
+            p![service_id],
+        )?
+        .into_iter()
+        .map(from_row)
+        .collect()
     }
 
     /// Every link in the `promoting` state (what a restarted Keyhaven must roll forward).
     pub fn integrations_promoting(&self) -> Result<Vec<IntegrationRow>> {
-        let mut stmt = self.tx.prepare(&format!(
-            "{SELECT} WHERE i.status = 'promoting' ORDER BY i.create_time"
-        ))?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.rows(
+            &format!("{SELECT} WHERE i.status = 'promoting' ORDER BY i.create_time"),
+            p![],
+        )?
+        .into_iter()
+        .map(from_row)
+        .collect()
     }
 
     /// Moves a link from `from` to `to`; false when it was not in `from` (someone else won).
@@ -116,25 +127,54 @@ impl Tx<'_> {
         from: LinkStatus,
         to: LinkStatus,
     ) -> Result<bool> {
-        Ok(self.tx.execute(
+        Ok(self.exec(
             "UPDATE integrations SET status = ?3 WHERE id = ?1 AND status = ?2",
-            params![id, from.as_str(), to.as_str()],
+            p![id, from.as_str(), to.as_str()],
         )? == 1)
     }
 
     /// Records that the promotion on this link may detach without catch-up.
     pub fn integration_set_lossy(&self, id: &str, lossy: bool) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "UPDATE integrations SET lossy = ?2 WHERE id = ?1",
-            params![id, lossy],
+            p![id, lossy],
+        )?;
+        Ok(())
+    }
+
+    /// Claims the promotion of this link for `owner` until `until` (µs): granted when no
+    /// claim holds, the claim is `owner`'s already, or it expired before `now`. Returns
+    /// whether `owner` holds it now.
+    pub fn integration_claim(&self, id: &str, owner: &str, now: i64, until: i64) -> Result<bool> {
+        Ok(self.exec(
+            "UPDATE integrations SET claim_owner = ?2, claim_expires = ?4
+             WHERE id = ?1 AND (claim_owner IS NULL OR claim_owner = ?2 OR claim_expires < ?3)",
+            p![id, owner, now, until],
+        )? == 1)
+    }
+
+    /// Drops every claim held by an earlier start of the instance whose ids begin with
+    /// `home` (its host and data directory): that start is gone, its promotions are to be
+    /// rolled forward by this one at once rather than after their claims expire.
+    pub fn integration_release_home(&self, home: &str) -> Result<u64> {
+        self.exec(
+            "UPDATE integrations SET claim_owner = NULL, claim_expires = NULL
+             WHERE substr(claim_owner, 1, length(?1)) = ?1",
+            p![home],
+        )
+    }
+
+    /// Gives up `owner`'s claim on this link's promotion.
+    pub fn integration_release(&self, id: &str, owner: &str) -> Result<()> {
+        self.exec(
+            "UPDATE integrations SET claim_owner = NULL, claim_expires = NULL
+             WHERE id = ?1 AND claim_owner = ?2",
+            p![id, owner],
         )?;
         Ok(())
     }
 
     pub fn integration_delete(&self, id: &str) -> Result<bool> {
-        Ok(self
-            .tx
-            .execute("DELETE FROM integrations WHERE id = ?1", [id])?
-            == 1)
+        Ok(self.exec("DELETE FROM integrations WHERE id = ?1", p![id])? == 1)
     }
 }

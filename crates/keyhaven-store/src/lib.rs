@@ -1,4 +1,5 @@
-//! Keyhaven's durable state, in one SQLite file.
+//! Keyhaven's durable state: an embedded SQLite file (the default: one host, no set-up) or
+//! a PostgreSQL database shared by several Keyhaven instances, one per host.
 //!
 //! What is stored, and why it must survive a restart of Keyhaven:
 //! - users, tokens (SHA-256 of the token, never the token) and project memberships: who may
@@ -13,33 +14,48 @@
 //! - retired nodes: services already deleted whose process and port the reconciler has not
 //!   released yet, so a port is never handed out while its old process may still hold it.
 //!
-//! Every write is one `BEGIN IMMEDIATE` transaction through [`Store::write`]: the control
-//! layer runs its checks and inserts inside the closure, so rules such as "at most five
-//! replicas" hold under any number of concurrent requests. SQLite has one writer at a time
-//! anyway; one connection behind a mutex makes that explicit and means no request ever sees
-//! "database is locked". The statements are sub-millisecond, so holding a std mutex in async
-//! code is fine here. A PostgreSQL store would offer the same `read`/`write` shape.
+//! Every write is one transaction through [`Store::write`] that takes the store's write
+//! lock before it reads (`BEGIN IMMEDIATE` on SQLite, an advisory lock on PostgreSQL): the
+//! control layer runs its checks and inserts inside the closure, so rules such as "at most
+//! five replicas" hold under any number of concurrent requests, from any number of
+//! instances. The closure is synchronous and runs off the async workers
+//! ([`tokio::task::block_in_place`]), so a slow fsync or a network round-trip to PostgreSQL
+//! never stalls other requests. Statements are written once for both backends (`sql.rs`);
+//! no backend type leaves this crate.
 
+mod cloud;
 mod integration;
+mod postgres;
 mod project;
 mod schema;
 mod service;
+mod sql;
+mod sqlite;
 mod user;
 
-use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
-use std::sync::Mutex;
 use thiserror::Error;
 
+pub use cloud::CloudRow;
 pub use integration::{IntegrationRow, LinkStatus};
 pub use project::ProjectRow;
 pub use service::{NewService, RetiredNode, ServiceChange, ServiceRow};
+pub use sql::Tx;
 pub use user::{TokenRow, UserRow};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// The storage is full: nothing was written. Names where: the data directory (SQLite)
+    /// or the PostgreSQL database.
+    #[error("the disk of the {0} is full")]
+    Full(String),
+    /// The database cannot be reached or written now (an unwritable data directory, a lost
+    /// connection, PostgreSQL restarting): nothing was written; retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// Any other database error.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The database needs an upgrade that would lose information: the operator decides.
@@ -50,77 +66,111 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    backend: Backend,
 }
 
-/// A transaction: every query and change of the store goes through one.
-pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(Box<postgres::Postgres>),
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite database file and brings its schema up to
+    /// date.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
-    }
-
-    /// An in-memory store, for unit tests of the control layer.
-    pub fn open_in_memory() -> Result<Store> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(mut conn: Connection) -> Result<Store> {
-        // WAL keeps readers off the writer's back; FULL sync because a promotion's intent
-        // must be on disk before a REPLICAOF NO ONE is sent.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        schema::migrate(&mut conn)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            backend: Backend::Sqlite(sqlite::Sqlite::open(path)?),
         })
     }
 
-    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`): committed when `f` returns
-    /// `Ok`, rolled back when it returns `Err`.
-    pub fn write<T, E: From<StoreError>>(
+    /// An in-memory SQLite store, for unit tests of the control layer.
+    pub fn open_in_memory() -> Result<Store> {
+        Ok(Store {
+            backend: Backend::Sqlite(sqlite::Sqlite::open_in_memory()?),
+        })
+    }
+
+    /// Connects to PostgreSQL (`postgres://user:password@host:port/dbname`) and brings the
+    /// schema up to date (one instance at a time).
+    pub fn connect(url: &str) -> Result<Store> {
+        Ok(Store {
+            backend: Backend::Postgres(Box::new(postgres::Postgres::connect(url)?)),
+        })
+    }
+
+    /// What the store is, for logs (never a password).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite".into(),
+            Backend::Postgres(pg) => pg.description.clone(),
+        }
+    }
+
+    /// Whether several instances may share this store (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Runs `f` in a write transaction that holds the store's write lock from its start:
+    /// committed when `f` returns `Ok`, rolled back when it returns `Err`.
+    pub async fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let tx = Tx { tx };
-        let value = f(&tx)?;
-        tx.tx.commit().map_err(StoreError::from)?;
-        Ok(value)
+        self.transaction(true, f)
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    pub async fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.transaction(false, f)
+    }
+
+    /// The same, for code that is not async (start-up, tests).
+    pub fn write_blocking<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.transaction(true, f)
+    }
+
+    fn transaction<T, E: From<StoreError>>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        off_the_workers(|| match &self.backend {
+            Backend::Sqlite(db) => db.transaction(write, f),
+            Backend::Postgres(db) => db.transaction(write, f),
+        })
     }
 
     /// Proves the store takes writes: rewrites the one row of `readiness_probe` in a
     /// committed (and synced) transaction. Used by `GET /readyz`.
-    pub fn probe_write(&self, now_micros: i64) -> Result<()> {
+    pub async fn probe_write(&self, now_micros: i64) -> Result<()> {
         self.write(|tx| {
-            tx.tx.execute(
+            tx.exec(
                 "INSERT INTO readiness_probe (id, probe_time) VALUES (1, ?1)
                  ON CONFLICT(id) DO UPDATE SET probe_time = excluded.probe_time",
-                [now_micros],
+                sql::p![now_micros],
             )?;
             Ok(())
         })
+        .await
     }
+}
 
-    /// Runs `f` in a read transaction (a consistent snapshot).
-    pub fn read<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
-    ) -> std::result::Result<T, E> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(StoreError::from)?;
-        f(&Tx { tx })
+/// Runs blocking store work so that it does not hold up an async worker: on the
+/// multi-threaded runtime the worker hands its other tasks to another thread for the
+/// duration ([`tokio::task::block_in_place`]). Elsewhere (a current-thread runtime in a
+/// unit test, plain threads) it just runs.
+fn off_the_workers<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }

@@ -1,7 +1,7 @@
 //! Projects.
 
+use crate::sql::{Row, p};
 use crate::{Result, Tx};
-use rusqlite::{OptionalExtension, Row, params};
 
 #[derive(Debug, Clone)]
 pub struct ProjectRow {
@@ -10,19 +10,19 @@ pub struct ProjectRow {
     pub create_time: i64,
 }
 
-fn project_from_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
+fn project_from_row(r: Row) -> Result<ProjectRow> {
     Ok(ProjectRow {
-        name: r.get(0)?,
-        default_cloud: r.get(1)?,
-        create_time: r.get(2)?,
+        name: r.text(0)?,
+        default_cloud: r.text(1)?,
+        create_time: r.int(2)?,
     })
 }
 
 impl Tx<'_> {
     pub fn project_insert(&self, name: &str, default_cloud: &str, now: i64) -> Result<ProjectRow> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO projects (name, default_cloud, create_time) VALUES (?1, ?2, ?3)",
-            params![name, default_cloud, now],
+            p![name, default_cloud, now],
         )?;
         Ok(ProjectRow {
             name: name.into(),
@@ -32,23 +32,23 @@ impl Tx<'_> {
     }
 
     pub fn project_get(&self, name: &str) -> Result<Option<ProjectRow>> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT name, default_cloud, create_time FROM projects WHERE name = ?1",
-                [name],
-                project_from_row,
-            )
-            .optional()?)
+        self.row(
+            "SELECT name, default_cloud, create_time FROM projects WHERE name = ?1",
+            p![name],
+        )?
+        .map(project_from_row)
+        .transpose()
     }
 
     /// Projects `user_id` is a member of, by name.
     pub fn projects_of_user(&self, user_id: i64) -> Result<Vec<ProjectRow>> {
-        let mut stmt = self.tx.prepare(
+        self.rows(
             "SELECT p.name, p.default_cloud, p.create_time FROM projects p
              JOIN memberships m ON m.project = p.name WHERE m.user_id = ?1 ORDER BY p.name",
-        )?;
-        let rows = stmt.query_map([user_id], project_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            p![user_id],
+        )?
+        .into_iter()
+        .map(project_from_row)
+        .collect()
     }
 }

@@ -1,9 +1,9 @@
 //! Services: the desired state of each valkey-server (spec, credentials, role and its
 //! generation) beside its last observed state.
 
+use crate::sql::{Row, p};
 use crate::{Result, StoreError, Tx};
 use keyhaven_core::{NodeHealth, Role, ServiceState};
-use rusqlite::{OptionalExtension, Row, params};
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct ServiceRow {
     pub update_time: i64,
     /// Desired power: false means the node is stopped with its data and port kept.
     pub powered: bool,
+    /// Where the node is reached: its cloud's host, as that cloud's instance registered it.
+    pub host: String,
 }
 
 /// The desired spec an update writes (`PUT .../service/S`): the whole of it, the unchanged
@@ -64,6 +66,8 @@ pub struct NewService {
     pub admin_password: String,
     pub repl_password: String,
     pub role: Role,
+    /// The host of its cloud.
+    pub host: String,
 }
 
 /// A deleted service whose process and port are not released yet.
@@ -71,61 +75,54 @@ pub struct NewService {
 pub struct RetiredNode {
     pub service_id: String,
     pub port: u16,
+    /// The cloud whose instance releases it.
+    pub cloud: String,
 }
 
 const COLS: &str = "id, project, name, service_type, plan, cloud, user_config, \
     termination_protection, port, service_password, admin_password, repl_password, role, \
-    generation, state, health, lost_bytes_estimate, create_time, update_time, powered";
+    generation, state, health, lost_bytes_estimate, create_time, update_time, powered, host";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
-    let user_config: String = r.get(6)?;
-    let role: String = r.get(12)?;
-    let state: String = r.get(14)?;
-    let health: String = r.get(15)?;
-    let corrupt = |what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("bad {what}").into(),
-        )
-    };
+fn from_row(r: Row) -> Result<ServiceRow> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("bad {what}"));
     Ok(ServiceRow {
-        id: r.get(0)?,
-        project: r.get(1)?,
-        name: r.get(2)?,
-        service_type: r.get(3)?,
-        plan: r.get(4)?,
-        cloud: r.get(5)?,
-        user_config: serde_json::from_str(&user_config).map_err(|_| corrupt("user_config"))?,
-        termination_protection: r.get(7)?,
-        port: r.get(8)?,
-        service_password: r.get(9)?,
-        admin_password: r.get(10)?,
-        repl_password: r.get(11)?,
-        role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
-        generation: r.get(13)?,
-        state: ServiceState::parse(&state).ok_or_else(|| corrupt("state"))?,
-        health: serde_json::from_str(&health).map_err(|_| corrupt("health"))?,
-        lost_bytes_estimate: r.get(16)?,
-        create_time: r.get(17)?,
-        update_time: r.get(18)?,
-        powered: r.get(19)?,
+        id: r.text(0)?,
+        project: r.text(1)?,
+        name: r.text(2)?,
+        service_type: r.text(3)?,
+        plan: r.text(4)?,
+        cloud: r.text(5)?,
+        user_config: serde_json::from_str(&r.text(6)?).map_err(|_| corrupt("user_config"))?,
+        termination_protection: r.bool(7)?,
+        port: r.port(8)?,
+        service_password: r.text(9)?,
+        admin_password: r.text(10)?,
+        repl_password: r.text(11)?,
+        role: Role::parse(&r.text(12)?).ok_or_else(|| corrupt("role"))?,
+        generation: r.int(13)?,
+        state: ServiceState::parse(&r.text(14)?).ok_or_else(|| corrupt("state"))?,
+        health: serde_json::from_str(&r.text(15)?).map_err(|_| corrupt("health"))?,
+        lost_bytes_estimate: r.opt_int(16)?,
+        create_time: r.int(17)?,
+        update_time: r.int(18)?,
+        powered: r.bool(19)?,
+        host: r.text(20)?,
     })
 }
 
 impl Tx<'_> {
     /// Inserts a new service: state REBUILDING, generation 1.
     pub fn service_insert(&self, s: &NewService, now: i64) -> Result<ServiceRow> {
-        self.tx.execute(
-            &format!("INSERT INTO services ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1, ?14, ?15, NULL, ?16, ?16, 1)"),
-            params![
+        self.exec(
+            &format!("INSERT INTO services ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1, ?14, ?15, NULL, ?16, ?16, 1, ?17)"),
+            p![
                 s.id,
                 s.project,
                 s.name,
                 s.service_type,
                 s.plan,
                 s.cloud,
-                s.user_config.to_string(),
+                &s.user_config.to_string(),
                 s.termination_protection,
                 s.port,
                 s.service_password,
@@ -133,69 +130,75 @@ impl Tx<'_> {
                 s.repl_password,
                 s.role.as_str(),
                 ServiceState::Rebuilding.as_str(),
-                serde_json::to_string(&NodeHealth::default()).expect("health serializes"),
+                &serde_json::to_string(&NodeHealth::default()).expect("health serializes"),
                 now,
+                &s.host,
             ],
         )?;
+        self.node_changed(&s.id)?;
         self.service_by_id(&s.id)?
             .ok_or_else(|| StoreError::Corrupt("inserted service vanished".into()))
     }
 
     pub fn service_by_name(&self, project: &str, name: &str) -> Result<Option<ServiceRow>> {
-        Ok(self
-            .tx
-            .query_row(
-                &format!("SELECT {COLS} FROM services WHERE project = ?1 AND name = ?2"),
-                params![project, name],
-                from_row,
-            )
-            .optional()?)
+        self.row(
+            &format!("SELECT {COLS} FROM services WHERE project = ?1 AND name = ?2"),
+            p![project, name],
+        )?
+        .map(from_row)
+        .transpose()
     }
 
     pub fn service_by_id(&self, id: &str) -> Result<Option<ServiceRow>> {
-        Ok(self
-            .tx
-            .query_row(
-                &format!("SELECT {COLS} FROM services WHERE id = ?1"),
-                [id],
-                from_row,
-            )
-            .optional()?)
+        self.row(
+            &format!("SELECT {COLS} FROM services WHERE id = ?1"),
+            p![id],
+        )?
+        .map(from_row)
+        .transpose()
     }
 
     /// Services of a project, by name.
     pub fn services_of_project(&self, project: &str) -> Result<Vec<ServiceRow>> {
-        let mut stmt = self.tx.prepare(&format!(
-            "SELECT {COLS} FROM services WHERE project = ?1 ORDER BY name"
-        ))?;
-        let rows = stmt.query_map([project], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.rows(
+            &format!("SELECT {COLS} FROM services WHERE project = ?1 ORDER BY name"),
+            p![project],
+        )?
+        .into_iter()
+        .map(from_row)
+        .collect()
     }
 
     /// Every service of every project (the reconciler's view).
     pub fn services_all(&self) -> Result<Vec<ServiceRow>> {
-        let mut stmt = self
-            .tx
-            .prepare(&format!("SELECT {COLS} FROM services ORDER BY create_time"))?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.rows(
+            &format!("SELECT {COLS} FROM services ORDER BY create_time"),
+            p![],
+        )?
+        .into_iter()
+        .map(from_row)
+        .collect()
     }
 
     pub fn service_count(&self, project: &str) -> Result<usize> {
-        Ok(self.tx.query_row(
-            "SELECT COUNT(*) FROM services WHERE project = ?1",
-            [project],
-            |r| r.get::<_, i64>(0),
-        )? as usize)
+        let n = self
+            .row(
+                "SELECT COUNT(*) FROM services WHERE project = ?1",
+                p![project],
+            )?
+            .map_or(Ok(0), |r| r.int(0))?;
+        Ok(n as usize)
     }
 
     /// Ports held by services and by retired nodes not yet released.
     pub fn ports_in_use(&self) -> Result<BTreeSet<u16>> {
-        let mut stmt = self
-            .tx
-            .prepare("SELECT port FROM services UNION SELECT port FROM retired_nodes")?;
-        let rows = stmt.query_map([], |r| r.get::<_, u16>(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.rows(
+            "SELECT port FROM services UNION SELECT port FROM retired_nodes",
+            p![],
+        )?
+        .into_iter()
+        .map(|r| r.port(0))
+        .collect()
     }
 
     /// Records what was observed of a service's node.
@@ -211,25 +214,24 @@ impl Tx<'_> {
     ) -> Result<()> {
         let health = serde_json::to_string(health).expect("health serializes");
         // update_time moves only when the state changes, as Aiven's does.
-        self.tx.execute(
+        self.exec(
             "UPDATE services SET update_time = CASE WHEN state = ?2 THEN update_time ELSE ?4 END,
                  state = ?2, health = ?3 WHERE id = ?1 AND generation = ?5",
-            params![id, state.as_str(), health, now, generation],
+            p![id, state.as_str(), health, now, generation],
         )?;
         Ok(())
     }
 
     /// Sets a new desired role; the generation goes up by one. Returns the new generation.
     pub fn service_set_role(&self, id: &str, role: Role, now: i64) -> Result<i64> {
-        self.tx.execute(
+        self.exec(
             "UPDATE services SET role = ?2, generation = generation + 1, update_time = ?3 WHERE id = ?1",
-            params![id, role.as_str(), now],
+            p![id, role.as_str(), now],
         )?;
-        Ok(self
-            .tx
-            .query_row("SELECT generation FROM services WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })?)
+        self.node_changed(id)?;
+        self.row("SELECT generation FROM services WHERE id = ?1", p![id])?
+            .ok_or_else(|| StoreError::Corrupt(format!("service {id} vanished")))?
+            .int(0)
     }
 
     /// Writes a changed spec by compare-and-set: only when the generation is still
@@ -243,47 +245,52 @@ impl Tx<'_> {
         change: &ServiceChange,
         now: i64,
     ) -> Result<Option<i64>> {
-        let changed = self.tx.execute(
+        let changed = self.exec(
             "UPDATE services SET plan = ?3, user_config = ?4, termination_protection = ?6,
                  state = CASE WHEN powered = 0 AND ?5 = 1 THEN ?7 ELSE state END,
                  powered = ?5, generation = generation + 1, update_time = ?8
              WHERE id = ?1 AND generation = ?2",
-            params![
+            p![
                 id,
                 expected,
                 change.plan,
-                change.user_config.to_string(),
+                &change.user_config.to_string(),
                 change.powered,
                 change.termination_protection,
                 ServiceState::Rebuilding.as_str(),
                 now
             ],
         )?;
+        if changed == 1 {
+            self.node_changed(id)?;
+        }
         Ok((changed == 1).then_some(expected + 1))
     }
 
     /// A new password for the service user (a credentials reset).
     pub fn service_set_password(&self, id: &str, password: &str, now: i64) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "UPDATE services SET service_password = ?2, update_time = ?3 WHERE id = ?1",
-            params![id, password, now],
+            p![id, password, now],
         )?;
+        self.node_changed(id)?;
         Ok(())
     }
 
     /// Moves a service to another port (its old one is held by another program).
     pub fn service_set_port(&self, id: &str, port: u16, now: i64) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "UPDATE services SET port = ?2, update_time = ?3 WHERE id = ?1",
-            params![id, port, now],
+            p![id, port, now],
         )?;
+        self.node_changed(id)?;
         Ok(())
     }
 
     pub fn service_set_lost_bytes(&self, id: &str, lost: Option<i64>) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "UPDATE services SET lost_bytes_estimate = ?2 WHERE id = ?1",
-            params![id, lost],
+            p![id, lost],
         )?;
         Ok(())
     }
@@ -291,34 +298,72 @@ impl Tx<'_> {
     /// Deletes a service and records its node as retired, in the same transaction, so
     /// the reconciler releases the process and port later.
     pub fn service_delete(&self, id: &str, now: i64) -> Result<()> {
-        self.tx.execute(
-            "INSERT OR REPLACE INTO retired_nodes (service_id, port, retire_time)
-             SELECT id, port, ?2 FROM services WHERE id = ?1",
-            params![id, now],
+        self.exec(
+            "INSERT INTO retired_nodes (service_id, port, retire_time, cloud)
+             SELECT id, port, CAST(?2 AS BIGINT), cloud FROM services WHERE id = ?1
+             ON CONFLICT (service_id) DO UPDATE SET port = excluded.port,
+                 retire_time = excluded.retire_time, cloud = excluded.cloud",
+            p![id, now],
         )?;
-        self.tx
-            .execute("DELETE FROM services WHERE id = ?1", [id])?;
+        self.node_changed(id)?;
+        self.exec("DELETE FROM services WHERE id = ?1", p![id])?;
         Ok(())
     }
 
+    /// Counts a change to the node of service `id` for the instance of its cloud, which
+    /// may be another instance than the one writing it (`cloud_changes`).
+    fn node_changed(&self, id: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO cloud_changes (cloud, seq) SELECT cloud, 1 FROM services WHERE id = ?1
+             ON CONFLICT (cloud) DO UPDATE SET seq = cloud_changes.seq + 1",
+            p![id],
+        )?;
+        Ok(())
+    }
+
+    /// Records where the nodes of `cloud` are reached now (its instance registered anew).
+    pub fn services_set_host(&self, cloud: &str, host: &str) -> Result<u64> {
+        self.exec(
+            "UPDATE services SET host = ?2 WHERE cloud = ?1 AND host <> ?2",
+            p![cloud, host],
+        )
+    }
+
+    /// Marks the RUNNING services of `cloud` REBUILDING until they are observed again: their
+    /// cloud was lost, and what was last recorded of them is no longer known to be true.
+    pub fn services_unobserved(&self, cloud: &str, now: i64) -> Result<u64> {
+        self.exec(
+            "UPDATE services SET state = ?2, update_time = ?3 WHERE cloud = ?1 AND state = ?4",
+            p![
+                cloud,
+                ServiceState::Rebuilding.as_str(),
+                now,
+                ServiceState::Running.as_str()
+            ],
+        )
+    }
+
     pub fn retired_nodes(&self) -> Result<Vec<RetiredNode>> {
-        let mut stmt = self
-            .tx
-            .prepare("SELECT service_id, port FROM retired_nodes ORDER BY retire_time")?;
-        let rows = stmt.query_map([], |r| {
+        self.rows(
+            "SELECT service_id, port, cloud FROM retired_nodes ORDER BY retire_time",
+            p![],
+        )?
+        .into_iter()
+        .map(|r| {
             Ok(RetiredNode {
-                service_id: r.get(0)?,
-                port: r.get(1)?,
+                service_id: r.text(0)?,
+                port: r.port(1)?,
+                cloud: r.text(2)?,
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .collect()
     }
 
     /// The node of a deleted service is gone and its port free again.
     pub fn retired_node_released(&self, service_id: &str) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "DELETE FROM retired_nodes WHERE service_id = ?1",
-            [service_id],
+            p![service_id],
         )?;
         Ok(())
     }

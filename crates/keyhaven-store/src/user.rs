@@ -1,7 +1,7 @@
 //! Users, their tokens and their project memberships.
 
+use crate::sql::{Row, p};
 use crate::{Result, Tx};
-use rusqlite::{OptionalExtension, Row, params};
 
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -28,14 +28,14 @@ pub struct TokenRow {
 
 const USER_COLS: &str = "id, email, real_name, password_hash, is_admin, create_time";
 
-fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+fn user_from_row(r: Row) -> Result<UserRow> {
     Ok(UserRow {
-        id: r.get(0)?,
-        email: r.get(1)?,
-        real_name: r.get(2)?,
-        password_hash: r.get(3)?,
-        is_admin: r.get(4)?,
-        create_time: r.get(5)?,
+        id: r.int(0)?,
+        email: r.text(1)?,
+        real_name: r.text(2)?,
+        password_hash: r.opt_text(3)?,
+        is_admin: r.bool(4)?,
+        create_time: r.int(5)?,
     })
 }
 
@@ -48,13 +48,16 @@ impl Tx<'_> {
         is_admin: bool,
         now: i64,
     ) -> Result<UserRow> {
-        self.tx.execute(
-            "INSERT INTO users (email, real_name, password_hash, is_admin, create_time)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![email, real_name, password_hash, is_admin, now],
-        )?;
+        let id = self
+            .row(
+                "INSERT INTO users (email, real_name, password_hash, is_admin, create_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                p![email, real_name, password_hash, is_admin, now],
+            )?
+            .ok_or_else(|| crate::StoreError::Corrupt("an insert returned no id".into()))?
+            .int(0)?;
         Ok(UserRow {
-            id: self.tx.last_insert_rowid(),
+            id,
             email: email.into(),
             real_name: real_name.into(),
             password_hash: password_hash.map(Into::into),
@@ -64,29 +67,25 @@ impl Tx<'_> {
     }
 
     pub fn user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
-        Ok(self
-            .tx
-            .query_row(
-                &format!("SELECT {USER_COLS} FROM users WHERE email = ?1"),
-                [email],
-                user_from_row,
-            )
-            .optional()?)
+        self.row(
+            &format!("SELECT {USER_COLS} FROM users WHERE email = ?1"),
+            p![email],
+        )?
+        .map(user_from_row)
+        .transpose()
     }
 
     /// The user a token (given as its SHA-256 hex) belongs to.
     pub fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRow>> {
-        Ok(self
-            .tx
-            .query_row(
-                &format!(
-                    "SELECT {USER_COLS} FROM users
-                     WHERE id = (SELECT user_id FROM tokens WHERE token_hash = ?1)"
-                ),
-                [token_hash],
-                user_from_row,
-            )
-            .optional()?)
+        self.row(
+            &format!(
+                "SELECT {USER_COLS} FROM users
+                 WHERE id = (SELECT user_id FROM tokens WHERE token_hash = ?1)"
+            ),
+            p![token_hash],
+        )?
+        .map(user_from_row)
+        .transpose()
     }
 
     pub fn token_insert(
@@ -97,10 +96,10 @@ impl Tx<'_> {
         description: &str,
         now: i64,
     ) -> Result<TokenRow> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO tokens (token_hash, token_prefix, user_id, description, create_time)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![token_hash, token_prefix, user_id, description, now],
+            p![token_hash, token_prefix, user_id, description, now],
         )?;
         Ok(TokenRow {
             token_hash: token_hash.into(),
@@ -113,47 +112,47 @@ impl Tx<'_> {
 
     /// A user's tokens, oldest first.
     pub fn tokens_of_user(&self, user_id: i64) -> Result<Vec<TokenRow>> {
-        let mut stmt = self.tx.prepare(
+        self.rows(
             "SELECT token_hash, token_prefix, user_id, description, create_time FROM tokens
              WHERE user_id = ?1 ORDER BY create_time, token_hash",
-        )?;
-        let rows = stmt.query_map([user_id], |r| {
+            p![user_id],
+        )?
+        .into_iter()
+        .map(|r| {
             Ok(TokenRow {
-                token_hash: r.get(0)?,
-                token_prefix: r.get(1)?,
-                user_id: r.get(2)?,
-                description: r.get(3)?,
-                create_time: r.get(4)?,
+                token_hash: r.text(0)?,
+                token_prefix: r.text(1)?,
+                user_id: r.int(2)?,
+                description: r.text(3)?,
+                create_time: r.int(4)?,
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .collect()
     }
 
     /// Deletes a token of `user_id`; false when it was not theirs or did not exist.
     pub fn token_delete(&self, token_hash: &str, user_id: i64) -> Result<bool> {
-        Ok(self.tx.execute(
+        Ok(self.exec(
             "DELETE FROM tokens WHERE token_hash = ?1 AND user_id = ?2",
-            params![token_hash, user_id],
+            p![token_hash, user_id],
         )? == 1)
     }
 
     pub fn membership_insert(&self, project: &str, user_id: i64, member_type: &str) -> Result<()> {
-        self.tx.execute(
-            "INSERT OR IGNORE INTO memberships (project, user_id, member_type) VALUES (?1, ?2, ?3)",
-            params![project, user_id, member_type],
+        self.exec(
+            "INSERT INTO memberships (project, user_id, member_type) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            p![project, user_id, member_type],
         )?;
         Ok(())
     }
 
     pub fn is_member(&self, project: &str, user_id: i64) -> Result<bool> {
         Ok(self
-            .tx
-            .query_row(
+            .row(
                 "SELECT 1 FROM memberships WHERE project = ?1 AND user_id = ?2",
-                params![project, user_id],
-                |_| Ok(()),
-            )
-            .optional()?
+                p![project, user_id],
+            )?
             .is_some())
     }
 }

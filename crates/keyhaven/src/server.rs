@@ -37,6 +37,22 @@ pub struct ServerArgs {
     /// Address valkey-servers bind.
     #[arg(long, env = "KEYHAVEN_VALKEY_BIND", default_value = "127.0.0.1")]
     valkey_bind: String,
+    /// The PostgreSQL database that several Keyhaven instances (one per host) share:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DBNAME`. Without it, Keyhaven keeps its state in
+    /// SQLite, DATA_DIR/keyhaven.db (one host).
+    #[arg(long, env = "KEYHAVEN_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The cloud this instance serves: its host's name in the API (`cloud_name`). Each host
+    /// sharing a database runs one instance with its own cloud.
+    #[arg(long, env = "KEYHAVEN_CLOUD", default_value = "local")]
+    cloud: String,
+    /// The cloud's region, as shown in the API (`geo_region`).
+    #[arg(long, env = "KEYHAVEN_REGION", default_value = "this-host")]
+    region: String,
+    /// The address clients and the other hosts reach this host's valkey-servers (and its
+    /// API) at. Default: --valkey-bind, or 127.0.0.1 when that binds every address.
+    #[arg(long, env = "KEYHAVEN_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
     /// Most services one project may hold.
     #[arg(long, env = "KEYHAVEN_MAX_SERVICES_PER_PROJECT", default_value_t = keyhaven_core::limits::DEFAULT_MAX_SERVICES_PER_PROJECT)]
     max_services_per_project: usize,
@@ -193,6 +209,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let valkey_version = check_valkey_server(&valkey_server).await?;
     info!(valkey_server = %valkey_server.display(), version = %valkey_version, "found Valkey");
 
+    keyhaven_core::validate_name("cloud", &args.cloud)
+        .map_err(|e| anyhow::anyhow!("--cloud: {e}"))?;
+    let advertise_host =
+        args.advertise_host
+            .clone()
+            .unwrap_or_else(|| match args.valkey_bind.as_str() {
+                "0.0.0.0" | "::" | "*" => "127.0.0.1".to_string(),
+                b => b.to_string(),
+            });
+    let cloud = keyhaven_core::Cloud {
+        name: args.cloud.clone(),
+        provider: "local".into(),
+        region: args.region.clone(),
+        description: if args.cloud == "local" {
+            keyhaven_core::Cloud::local().description
+        } else {
+            format!("Local processes on host {advertise_host}")
+        },
+    };
+
     // The port first: a server that cannot listen must leave no trace in its data
     // directory (a database and an admin token nobody will ever see).
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -225,9 +261,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         path: (!existed).then(|| data_dir.clone()),
     };
 
-    let db = data_dir.join("keyhaven.db");
-    let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
-    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))?;
+    let store = match &args.database_url {
+        Some(url) => {
+            // The PostgreSQL client blocks; it gets this thread while it connects.
+            let store = tokio::task::block_in_place(|| Store::connect(url))
+                .context("cannot use the database of --database-url")?;
+            info!(database = %store.describe(), "connected to PostgreSQL");
+            store
+        }
+        None => {
+            let db = data_dir.join("keyhaven.db");
+            let store =
+                Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+            std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))?;
+            store
+        }
+    };
 
     let wake = Arc::new(Notify::new());
     let runtime = Arc::new(LocalRuntime::new(
@@ -236,17 +285,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.valkey_bind.clone(),
         wake.clone(),
     ));
+    let addr = listener.local_addr()?;
+    let api_url = match addr.ip().is_unspecified() {
+        true => format!("http://{advertise_host}:{}", addr.port()),
+        false => format!("http://{addr}"),
+    };
     let config = ControlConfig {
         valkey_ports: args.valkey_ports,
         valkey_bind: args.valkey_bind,
+        cloud,
+        advertise_host,
+        api_url,
+        instance_id: format!(
+            "{}:{}/{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim(),
+            data_dir.display(),
+            uuid::Uuid::new_v4()
+        ),
         max_services_per_project: args.max_services_per_project,
         promotion_pause_ms: args.promotion_pause_ms,
         promotion_ping_timeout_ms: args.promotion_ping_timeout_ms,
-        ..ControlConfig::default()
     };
     let app = App::new(store, runtime, config, wake);
+    app.register_cloud().await?;
 
-    if let Some(token) = app.bootstrap()? {
+    if let Some(token) = app.bootstrap().await? {
         let path = data_dir.join("admin-token");
         write_private(&path, &format!("{token}\n"))?;
         // Shown once to a person at a terminal (DESIGN: printed once); never into a log:
@@ -261,14 +326,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
 
-    let addr = listener.local_addr()?;
     write_private(&data_dir.join("listen-addr"), &format!("{addr}\n"))?;
     created.keep();
     info!(%addr, data_dir = %data_dir.display(), valkey_server = %valkey_server.display(), "keyhaven server listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let reconciler = tokio::spawn(reconciler::run(app.clone(), stop_rx.clone()));
-    let heartbeats = tokio::spawn(keyhaven_control::heartbeat::run(app.clone(), stop_rx));
+    let heartbeats = tokio::spawn(keyhaven_control::heartbeat::run(
+        app.clone(),
+        stop_rx.clone(),
+    ));
+    let cloud = tokio::spawn(keyhaven_control::cloud::run(app.clone(), stop_rx));
     let listener = keyhaven_server::ApiListener(listener);
     axum::serve(listener, keyhaven_server::router(app))
         .with_graceful_shutdown(shutdown_signal())
@@ -276,6 +344,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     let _ = heartbeats.await;
+    let _ = cloud.await;
     info!("keyhaven server stopped; valkey-servers keep serving and are adopted at the next start");
     Ok(())
 }

@@ -78,7 +78,8 @@ pub async fn me(
     Auth(caller): Auth,
 ) -> Result<Json<MeResponse>, HttpError> {
     let projects = app
-        .my_projects(&caller)?
+        .my_projects(&caller)
+        .await?
         .into_iter()
         .map(|p| p.name)
         .collect();
@@ -96,7 +97,9 @@ pub async fn access_token_create(
     ApiJson(req): ApiJson<AccessTokenCreateRequest>,
 ) -> Result<Json<AccessTokenCreateResponse>, HttpError> {
     let description = req.description.unwrap_or_default();
-    let t = app.access_token_create(&caller, &description, req.max_age_seconds)?;
+    let t = app
+        .access_token_create(&caller, &description, req.max_age_seconds)
+        .await?;
     Ok(Json(AccessTokenCreateResponse {
         full_token: t.token,
         token_prefix: t.row.token_prefix,
@@ -116,7 +119,8 @@ pub async fn access_token_list(
     Auth(caller): Auth,
 ) -> Result<Json<AccessTokenListResponse>, HttpError> {
     let tokens = app
-        .access_token_list(&caller)?
+        .access_token_list(&caller)
+        .await?
         .into_iter()
         .map(|t| AccessToken {
             currently_active: t.token_hash == caller.token_hash,
@@ -145,7 +149,7 @@ pub async fn access_token_revoke(
     Auth(caller): Auth,
     ApiPath(token): ApiPath<String>,
 ) -> Result<Json<MessageBody>, HttpError> {
-    app.access_token_revoke(&caller, &token)?;
+    app.access_token_revoke(&caller, &token).await?;
     Ok(Json(MessageBody {
         message: "Access token revoked".into(),
     }))

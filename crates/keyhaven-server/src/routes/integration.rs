@@ -2,16 +2,18 @@
 
 use crate::error::HttpError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::forward;
 use crate::view;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use keyhaven_api::error::{ErrorBody, MessageBody};
 use keyhaven_api::service::{
     IntegrationCreateRequest, IntegrationDeleteQuery, IntegrationList, PromotionPending,
     ServiceIntegration,
 };
+use keyhaven_control::cloud::Owner;
 use keyhaven_control::{App, Promotion};
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ pub async fn service_integration_list(
     Auth(caller): Auth,
     ApiPath((project, service)): ApiPath<(String, String)>,
 ) -> Result<Json<IntegrationList>, HttpError> {
-    let rows = app.integration_list(&caller, &project, &service)?;
+    let rows = app.integration_list(&caller, &project, &service).await?;
     Ok(Json(IntegrationList {
         service_integrations: rows.iter().map(view::integration).collect(),
     }))
@@ -42,7 +44,9 @@ pub async fn service_integration_create(
     ApiPath(project): ApiPath<String>,
     ApiJson(req): ApiJson<IntegrationCreateRequest>,
 ) -> Result<Json<ServiceIntegration>, HttpError> {
-    let row = app.integration_create(&caller, &project, &req.integration_type)?;
+    let row = app
+        .integration_create(&caller, &project, &req.integration_type)
+        .await?;
     Ok(Json(view::integration(&row)))
 }
 
@@ -61,7 +65,16 @@ pub async fn service_integration_delete(
     Auth(caller): Auth,
     ApiPath((project, id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<IntegrationDeleteQuery>,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
+    // The replica's own instance promotes it: it stages the replica's role on its host.
+    if !forward::was_forwarded(&headers)
+        && let Owner::Elsewhere { cloud, api_url } =
+            app.integration_owner(&caller, &project, &id).await?
+    {
+        return forward::to(&api_url, &cloud, Method::DELETE, &uri, &headers).await;
+    }
     let started = std::time::Instant::now();
     let answer = app
         .integration_delete(&caller, &project, &id, query.lossy)
@@ -76,6 +89,7 @@ pub async fn service_integration_delete(
     if answer.is_ok()
         || app
             .my_projects(&caller)
+            .await
             .is_ok_and(|ps| ps.iter().any(|p| p.name == project))
     {
         app.count_promotion(&project, &outcome);

@@ -28,6 +28,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "meta", security(()), responses((status = 200, description = "Ready"), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, HttpError> {
     app.readiness()
+        .await
         .map_err(|why| HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why))?;
     Ok(Json(json!({"status": "ready"})))
 }
@@ -44,13 +45,14 @@ pub async fn metrics(
 ) -> Result<axum::response::Response, HttpError> {
     use axum::response::IntoResponse;
     let projects: Vec<String> = app
-        .my_projects(&caller)?
+        .my_projects(&caller)
+        .await?
         .into_iter()
         .map(|p| p.name)
         .collect();
     let mut services = Vec::new();
     for project in &projects {
-        services.extend(app.service_list(&caller, project)?);
+        services.extend(app.service_list(&caller, project).await?);
     }
     let body = crate::metrics::render(&app, &services, &projects, caller.user.is_admin);
     Ok((
@@ -63,28 +65,34 @@ pub async fn metrics(
         .into_response())
 }
 
-/// The clouds of this server's configuration, in Aiven's fields only: where a cloud's
-/// instance listens and whether it is alive are not for anonymous callers.
-fn clouds(app: &App) -> CloudList {
-    CloudList {
+/// The registered clouds, in Aiven's fields; with `with_hosts` (a token) also where each
+/// cloud's nodes and API are and whether its instance is alive, never for anonymous callers.
+async fn clouds(app: &App, with_hosts: bool) -> Result<CloudList, HttpError> {
+    let now = keyhaven_core::time::now_micros();
+    Ok(CloudList {
         clouds: app
-            .config
-            .clouds
-            .iter()
+            .clouds_now()
+            .await?
+            .into_iter()
             .map(|c| Cloud {
-                cloud_name: c.name.clone(),
-                cloud_description: c.description.clone(),
-                geo_region: c.region.clone(),
-                provider: c.provider.clone(),
+                keyhaven_host: with_hosts.then(|| c.row.host.clone()),
+                keyhaven_api_url: with_hosts.then(|| c.row.api_url.clone()),
+                keyhaven_alive: with_hosts.then(|| !c.is_lost()),
+                keyhaven_heartbeat_age_ms: with_hosts
+                    .then(|| now.saturating_sub(c.row.heartbeat_at) / 1000),
+                cloud_name: c.row.name,
+                cloud_description: c.row.description,
+                geo_region: c.row.region,
+                provider: c.row.provider,
             })
             .collect(),
-    }
+    })
 }
 
 /// Clouds of this server's configuration (no token needed).
 #[utoipa::path(get, path = "/v1/clouds", tag = "meta", security(()), responses((status = 200, body = CloudList)))]
-pub async fn cloud_list(State(app): State<Arc<App>>) -> Json<CloudList> {
-    Json(clouds(&app))
+pub async fn cloud_list(State(app): State<Arc<App>>) -> Result<Json<CloudList>, HttpError> {
+    Ok(Json(clouds(&app, false).await?))
 }
 
 /// Clouds a project's services can be placed in (`avn cloud list --project P`): every
@@ -97,8 +105,8 @@ pub async fn project_cloud_list(
     Auth(caller): Auth,
     ApiPath(project): ApiPath<String>,
 ) -> Result<Json<CloudList>, HttpError> {
-    app.project_for(&caller, &project)?;
-    Ok(Json(clouds(&app)))
+    app.project_for(&caller, &project).await?;
+    Ok(Json(clouds(&app, true).await?))
 }
 
 /// `avn cloud list` without a project: aiven-client 4.18 asks for
@@ -110,8 +118,8 @@ pub async fn project_cloud_list(
 pub async fn unnamed_project_cloud_list(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
-) -> Json<CloudList> {
-    Json(clouds(&app))
+) -> Result<Json<CloudList>, HttpError> {
+    Ok(Json(clouds(&app, true).await?))
 }
 
 fn valkey_type(app: &App) -> ServiceType {
@@ -136,12 +144,11 @@ fn valkey_type(app: &App) -> ServiceType {
             .map(|(name, _)| {
                 let plan = Plan::find(name).expect("listed plans exist");
                 let regions: BTreeMap<String, serde_json::Value> = app
-                    .config
-                    .clouds
-                    .iter()
+                    .clouds()
+                    .into_iter()
                     .map(|c| {
                         (
-                            c.name.clone(),
+                            c.row.name,
                             json!({
                                 "price_usd": "0.000",
                                 "node_memory_mb": plan.node_memory_mb,
@@ -191,7 +198,7 @@ pub async fn project_service_type_list(
     Auth(caller): Auth,
     ApiPath(project): ApiPath<String>,
 ) -> Result<Json<ServiceTypeList>, HttpError> {
-    app.project_for(&caller, &project)?;
+    app.project_for(&caller, &project).await?;
     Ok(Json(type_list(&app)))
 }
 
@@ -204,7 +211,7 @@ pub async fn project_service_type_get(
     Auth(caller): Auth,
     ApiPath((project, service_type)): ApiPath<(String, String)>,
 ) -> Result<Json<ServiceType>, HttpError> {
-    app.project_for(&caller, &project)?;
+    app.project_for(&caller, &project).await?;
     if service_type != "valkey" {
         return Err(HttpError::new(
             StatusCode::NOT_FOUND,
@@ -227,6 +234,6 @@ pub async fn vpc_list(
     Auth(caller): Auth,
     ApiPath(project): ApiPath<String>,
 ) -> Result<Json<VpcList>, HttpError> {
-    app.project_for(&caller, &project)?;
+    app.project_for(&caller, &project).await?;
     Ok(Json(VpcList { vpcs: Vec::new() }))
 }

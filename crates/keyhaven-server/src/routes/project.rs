@@ -20,7 +20,8 @@ pub async fn project_list(
 ) -> Result<Json<ProjectList>, HttpError> {
     Ok(Json(ProjectList {
         projects: app
-            .my_projects(&caller)?
+            .my_projects(&caller)
+            .await?
             .iter()
             .map(view::project)
             .collect(),
@@ -35,7 +36,9 @@ pub async fn project_create(
     Auth(caller): Auth,
     ApiJson(req): ApiJson<ProjectCreateRequest>,
 ) -> Result<Json<ProjectEnvelope>, HttpError> {
-    let row = app.project_create(&caller, &req.project, req.cloud.as_deref())?;
+    let row = app
+        .project_create(&caller, &req.project, req.cloud.as_deref())
+        .await?;
     Ok(Json(ProjectEnvelope {
         project: view::project(&row),
     }))
@@ -50,7 +53,7 @@ pub async fn project_get(
     Auth(caller): Auth,
     ApiPath(project): ApiPath<String>,
 ) -> Result<Json<ProjectEnvelope>, HttpError> {
-    let row = app.project_for(&caller, &project)?;
+    let row = app.project_for(&caller, &project).await?;
     Ok(Json(ProjectEnvelope {
         project: view::project(&row),
     }))
@@ -67,7 +70,8 @@ pub async fn project_invite(
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> Result<Json<MessageBody>, HttpError> {
     let member_type = req.member_type.as_deref().unwrap_or("developer");
-    app.project_invite(&caller, &project, &req.user_email, member_type)?;
+    app.project_invite(&caller, &project, &req.user_email, member_type)
+        .await?;
     Ok(Json(MessageBody {
         message: format!("{} is now a member of {project}", req.user_email),
     }))

@@ -2,14 +2,17 @@
 
 use crate::error::HttpError;
 use crate::extract::{ApiJson, ApiPath, Auth};
-use crate::view;
+use crate::{forward, view};
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
 use keyhaven_api::error::{ErrorBody, MessageBody};
 use keyhaven_api::service::{
     ServiceCreateRequest, ServiceEnvelope, ServiceList, ServiceUpdateRequest,
 };
 use keyhaven_control::App;
+use keyhaven_control::cloud::Owner;
 use keyhaven_control::service::{IntegrationRequest, ServiceCreate};
 use keyhaven_control::update::ServiceUpdate;
 use std::sync::Arc;
@@ -47,7 +50,7 @@ pub async fn service_create(
             })
             .collect(),
     };
-    let detail = app.service_create(&caller, &project, &create)?;
+    let detail = app.service_create(&caller, &project, &create).await?;
     Ok(Json(ServiceEnvelope {
         service: view::service(&app, &detail),
     }))
@@ -62,7 +65,7 @@ pub async fn service_list(
     Auth(caller): Auth,
     ApiPath(project): ApiPath<String>,
 ) -> Result<Json<ServiceList>, HttpError> {
-    let services = app.service_list(&caller, &project)?;
+    let services = app.service_list(&caller, &project).await?;
     Ok(Json(ServiceList {
         services: services.iter().map(|d| view::service(&app, d)).collect(),
     }))
@@ -77,7 +80,7 @@ pub async fn service_get(
     Auth(caller): Auth,
     ApiPath((project, service)): ApiPath<(String, String)>,
 ) -> Result<Json<ServiceEnvelope>, HttpError> {
-    let detail = app.service_get(&caller, &project, &service)?;
+    let detail = app.service_get(&caller, &project, &service).await?;
     Ok(Json(ServiceEnvelope {
         service: view::service(&app, &detail),
     }))
@@ -93,7 +96,7 @@ pub async fn service_delete(
     Auth(caller): Auth,
     ApiPath((project, service)): ApiPath<(String, String)>,
 ) -> Result<Json<MessageBody>, HttpError> {
-    app.service_delete(&caller, &project, &service)?;
+    app.service_delete(&caller, &project, &service).await?;
     Ok(Json(MessageBody {
         message: "Service terminated".into(),
     }))
@@ -118,7 +121,9 @@ pub async fn service_update(
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<ServiceEnvelope>, HttpError> {
     let update = ServiceUpdate::from_body(&body)?;
-    let detail = app.service_update(&caller, &project, &service, &update)?;
+    let detail = app
+        .service_update(&caller, &project, &service, &update)
+        .await?;
     Ok(Json(ServiceEnvelope {
         service: view::service(&app, &detail),
     }))
@@ -137,11 +142,21 @@ pub async fn service_credentials_reset(
     State(app): State<Arc<App>>,
     Auth(caller): Auth,
     ApiPath((project, service)): ApiPath<(String, String)>,
-) -> Result<Json<ServiceEnvelope>, HttpError> {
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    // The node's own instance sets the password on it.
+    if !forward::was_forwarded(&headers)
+        && let Owner::Elsewhere { cloud, api_url } =
+            app.service_owner(&caller, &project, &service).await?
+    {
+        return forward::to(&api_url, &cloud, Method::PUT, &uri, &headers).await;
+    }
     let detail = app
         .service_credentials_reset(&caller, &project, &service)
         .await?;
     Ok(Json(ServiceEnvelope {
         service: view::service(&app, &detail),
-    }))
+    })
+    .into_response())
 }

@@ -201,10 +201,23 @@ async fn avn_lists_clouds_with_and_without_a_project_and_the_plans() {
     }
     let clouds: Value =
         serde_json::from_str(&avn.ok("cloud list --project default --json")).unwrap();
-    assert_eq!(
-        clouds,
-        serde_json::json!([{"cloud_name": "local", "cloud_description": "Local processes on this host",
-                            "geo_region": "this-host", "provider": "local"}])
+    // Aiven's fields, and for a token holder where the cloud's host is and that it lives.
+    let c = &clouds[0];
+    assert_eq!(clouds.as_array().unwrap().len(), 1, "{clouds}");
+    for (field, want) in [
+        ("cloud_name", "local"),
+        ("cloud_description", "Local processes on this host"),
+        ("geo_region", "this-host"),
+        ("provider", "local"),
+        ("keyhaven_host", "127.0.0.1"),
+    ] {
+        assert_eq!(c[field], want, "{field}: {clouds}");
+    }
+    assert_eq!(c["keyhaven_api_url"], p.base.as_str(), "{clouds}");
+    assert_eq!(c["keyhaven_alive"], true, "{clouds}");
+    assert!(
+        c["keyhaven_heartbeat_age_ms"].as_i64().unwrap() < 10_000,
+        "{clouds}"
     );
     // A project the caller is not a member of is answered like a missing one.
     let (status, body) = p

@@ -72,6 +72,14 @@ pub struct Platform {
     pub mounts: Vec<PathBuf>,
     /// The valkey-server the server runs (default: [`valkey_server`]).
     pub valkey_binary: Option<PathBuf>,
+    /// The PostgreSQL database the server keeps its state in (`--database-url`); `None`:
+    /// SQLite in its data directory. Set for every platform when the store-dependent tests
+    /// run against PostgreSQL ([`crate::pg::selected`]).
+    pub database_url: Option<String>,
+    /// The loopback address this platform's host is: its API and valkey-servers bind it.
+    pub host: String,
+    /// The cloud its server serves (`--cloud`); `None`: the default, `local`.
+    pub cloud: Option<String>,
 }
 
 impl Platform {
@@ -120,7 +128,33 @@ impl Platform {
             wrapper: Vec::new(),
             mounts: Vec::new(),
             valkey_binary: None,
+            database_url: crate::pg::selected().then(crate::pg::fresh_database),
+            host: "127.0.0.1".into(),
+            cloud: None,
         }
+    }
+
+    /// A platform on a PostgreSQL database of its own, as the host `host` (a loopback
+    /// address: its API and valkey-servers bind it) serving cloud `cloud`. Started.
+    pub async fn first_host(cloud: &str, host: &str) -> Platform {
+        let mut p = Self::unstarted(&[]);
+        p.database_url = Some(crate::pg::fresh_database());
+        p.host = host.into();
+        p.cloud = Some(cloud.into());
+        p.boot().await;
+        p
+    }
+
+    /// Another host sharing `first`'s database, serving cloud `cloud` on `host`; it uses
+    /// `first`'s admin token (the admin exists already). Started.
+    pub async fn another_host(first: &Platform, cloud: &str, host: &str) -> Platform {
+        let mut p = Self::unstarted(&[]);
+        p.database_url = first.database_url.clone();
+        p.host = host.into();
+        p.cloud = Some(cloud.into());
+        p.token = first.token.clone();
+        p.start_server().await;
+        p
     }
 
     /// A platform whose data directory is a tmpfs of `megabytes` MB, unmounted when it
@@ -172,9 +206,19 @@ impl Platform {
             }
             None => Command::new(BIN),
         };
+        let mut placement: Vec<String> = Vec::new();
+        if let Some(url) = &self.database_url {
+            placement.extend(["--database-url".into(), url.clone()]);
+        }
+        if let Some(cloud) = &self.cloud {
+            placement.extend(["--cloud".into(), cloud.clone()]);
+            placement.extend(["--advertise-host".into(), self.host.clone()]);
+            placement.extend(["--valkey-bind".into(), self.host.clone()]);
+        }
         let child = cmd
             .arg("server")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(&placement)
+            .args(["--listen", &format!("{}:0", self.host)])
             .arg("--data-dir")
             .arg(self.data())
             .arg("--valkey-server")
@@ -241,6 +285,11 @@ impl Platform {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The pid of the running server.
+    pub fn server_pid(&self) -> u32 {
+        self.server.as_ref().expect("server running").id()
     }
 
     pub fn server_log(&self) -> String {

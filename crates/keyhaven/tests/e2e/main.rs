@@ -1,4 +1,4 @@
-//! End-to-end tests: the real `keyhaven` binary, real SQLite, real valkey-server processes,
+//! End-to-end tests: the real `keyhaven` binary, real SQLite and PostgreSQL, real valkey-server processes,
 //! real clients (HTTP, a Valkey client crate, curl, and the real `avn`).
 
 mod harness;
@@ -11,8 +11,11 @@ mod faults;
 mod identity;
 mod lifecycle;
 mod monitoring;
+mod multihost;
 mod observe;
+mod on_postgres;
 mod ops;
+mod pg;
 mod promotion;
 mod replicas;
 mod security;

@@ -2,7 +2,7 @@
 //! heartbeats (DESIGN → Observing), on real valkey-servers.
 
 use crate::harness::*;
-use keyhaven_control::heartbeat::{CHANNEL, payload};
+use keyhaven_control::heartbeat::{channel, payload};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -184,13 +184,13 @@ async fn a_tenants_fake_heartbeat_changes_no_lag() {
         format!("v1 {primary_id} {now} {}", "0".repeat(64)),
     ] {
         let receivers: i64 = redis::cmd("PUBLISH")
-            .arg(CHANNEL)
+            .arg(channel("local"))
             .arg(&fake)
             .query_async(&mut tenant)
             .await
             .unwrap();
         // Keyhaven's subscriber received it.
-        assert_eq!(receivers, 1, "nobody subscribed to {CHANNEL}");
+        assert_eq!(receivers, 1, "nobody subscribed to {}", channel("local"));
     }
     let after = lag_ms(&p.service("repl").await).unwrap();
     assert!(

@@ -1,0 +1,69 @@
+//! Requests that must run where a node runs. Any instance answers any request, but a
+//! promotion (it stages the replica's role on its host) and a credentials reset (it sets
+//! the password on the running node) need the runtime of the node's cloud: an instance
+//! that does not own the node passes the request on to the instance that does, with the
+//! caller's own token, and gives back its answer unchanged. A forwarded request is never
+//! forwarded again.
+
+use crate::error::HttpError;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use std::time::Duration;
+
+/// Marks a request one instance passed on to another.
+pub const FORWARDED: &str = "x-keyhaven-forwarded";
+/// A promotion answers within its bounds (pause, catch-up, snapshot) well inside this.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn was_forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED)
+}
+
+/// Sends `method uri` to the instance at `api_url` with the caller's Authorization header
+/// and returns its answer.
+pub async fn to(
+    api_url: &str,
+    cloud: &str,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
+    let unavailable = |why: String| {
+        HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cloud_unavailable",
+            format!(
+                "The Keyhaven instance of cloud '{cloud}' ({api_url}), which runs this node, did not answer ({why}); nothing was changed here"
+            ),
+        )
+    };
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let client = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut request = client
+        .request(method, format!("{}{path}", api_url.trim_end_matches('/')))
+        .header(FORWARDED, "1");
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        request = request.header(header::AUTHORIZATION, auth.clone());
+    }
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = answer.status();
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    let body = answer
+        .bytes()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut response = Response::builder().status(status.as_u16());
+    if let Some(ct) = content_type {
+        response = response.header(header::CONTENT_TYPE, ct);
+    }
+    response
+        .body(Body::from(body))
+        .map_err(|e| unavailable(e.to_string()))
+}
