@@ -5,6 +5,7 @@
 //! `router(app)` builds the whole API, so most HTTP tests need no socket; served over
 //! [`ApiListener`], even hyper's own refusals (414, 431, 400) keep Aiven's error shape.
 
+mod console;
 mod error;
 mod extract;
 mod listener;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 pub use error::HttpError;
 pub use listener::ApiListener;
 
-/// The complete HTTP API.
+/// The complete HTTP API, and the web console at `/console` (a client of that API,
+/// served from assets embedded in the binary).
 pub fn router(app: Arc<App>) -> Router {
-    routes::router().with_state(app)
+    routes::router().merge(console::router()).with_state(app)
 }
