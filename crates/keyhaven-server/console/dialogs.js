@@ -38,6 +38,8 @@ export function modal({ title, content, submitLabel, busyLabel, submitClass = 'b
       el.setAttribute('aria-busy', on ? 'true' : 'false');
     },
     get busy() { return busy; },
+    /** A new label for the submit button (e.g. "Try again" after a refusal). */
+    relabel(text) { submitLabel = text; if (!busy) submit.textContent = text; },
   };
 
   cancel.addEventListener('click', () => d.close());

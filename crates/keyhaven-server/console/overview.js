@@ -50,7 +50,7 @@ export function mount(main, [project, name], { navigate }) {
   const chip = h('span', { class: 'chip' });
   const badge = h('span', { class: 'state' });
   const subtitle = h('p', { class: 'subtitle' });
-  const statusSlot = h('div', { 'aria-live': 'polite' });
+  const statusSlot = h('div', { 'aria-live': 'polite', 'data-testid': 'status' });
   const errorSlot = h('div');
 
   // Overview facts
@@ -251,7 +251,9 @@ export function mount(main, [project, name], { navigate }) {
 
     if (finishing && !primary) {
       finishing = null;
-      fill(statusSlot, h('div', { class: 'alert alert-ok', role: 'status' }, h('strong', {}, `${name} is now an independent primary.`)));
+      fill(statusSlot, h('div', { class: 'alert alert-ok', role: 'status' },
+        h('strong', {}, `${name} is now an independent primary.`),
+        h('p', {}, 'Keyhaven finished the promotion in the background.')));
     }
     if (primary) renderReplicaSection(s, primary); else renderPrimarySection(s);
 
@@ -380,9 +382,11 @@ export function mount(main, [project, name], { navigate }) {
       d.error(err, what);
       anyway.hidden = !canForce;
       if (canForce) {
+        const behind = rep.bytes_behind === null || rep.bytes_behind === undefined ? ''
+          : ` At last look ${name} was ${bytes(rep.bytes_behind)} behind${rep.lag_ms === null || rep.lag_ms === undefined ? '' : ` (${ms(rep.lag_ms)})`}.`;
         fill(lossNote, h('div', { class: 'alert alert-warn' },
           h('strong', {}, 'Promote anyway?'),
-          h('p', {}, `Promoting anyway does not wait for ${name} to receive the last writes of ${primary}: writes ${primary} accepted that ${name} has not received yet are lost (at last look ${bytes(rep.bytes_behind)}, ${ms(rep.lag_ms)} behind). Clients of ${primary} were told those writes succeeded.`)));
+          h('p', {}, `Promoting anyway detaches ${name} at once, without waiting for the last writes of ${primary}. Writes that ${primary} accepted and ${name} has not received yet are lost, although their clients were told they succeeded.${behind}`)));
       }
     };
     const d = modal({
@@ -404,7 +408,7 @@ export function mount(main, [project, name], { navigate }) {
         } catch (err) {
           if (err.signedOut) throw err;
           explain(dd, err);
-          dd.submit.textContent = 'Try again';
+          dd.relabel('Try again');
           return false;
         }
         after();

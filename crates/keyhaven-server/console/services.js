@@ -28,6 +28,7 @@ export function mount(main, [project], { navigate }) {
   const count = h('p', { class: 'subtitle', 'aria-live': 'polite' }, 'Loading services…');
   const createBtn = h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'create-service' }, 'Create service');
   const filter = h('input', { type: 'search', placeholder: 'Filter by name', 'aria-label': 'Filter services by name', autocomplete: 'off' });
+  const toolbar = h('div', { class: 'toolbar', hidden: true }, filter);
   const errorSlot = h('div');
   const tbody = h('tbody');
   const table = h('table', { class: 'list', 'aria-label': 'Services' },
@@ -44,7 +45,7 @@ export function mount(main, [project], { navigate }) {
       createBtn),
     errorSlot,
     h('section', { class: 'card', 'aria-label': 'Service list' },
-      h('div', { class: 'toolbar' }, filter),
+      toolbar,
       loading, tableWrap, emptySlot)));
 
   let services = null;
@@ -71,6 +72,7 @@ export function mount(main, [project], { navigate }) {
       setText(cloud, s.cloud_name);
     });
     tableWrap.hidden = shown.length === 0;
+    toolbar.hidden = services.length === 0;
     if (services.length === 0) {
       if (!emptySlot.firstChild || emptySlot.dataset.kind !== 'none') {
         emptySlot.dataset.kind = 'none';

@@ -11,13 +11,13 @@ await withBrowser('lifecycle', async (page, shot) => {
   // Signed out: /console sends to the sign-in page.
   await page.goto(`${BASE}/`);
   await page.waitForURL(/\/console\/signin/);
-  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.getByRole('heading', { name: 'Sign in', level: 1 }).waitFor();
   await shot('signin');
 
   await page.getByRole('tab', { name: 'Token' }).click();
   await page.getByLabel('Access token').fill(TOKEN);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Services' }).waitFor();
+  await page.getByRole('heading', { name: 'Services', level: 1 }).waitFor();
   await page.getByText('No services yet').waitFor();
   check(await page.evaluate(() => sessionStorage.getItem('keyhaven.token')) === TOKEN, 'the token is in sessionStorage');
   await shot('services-empty');
@@ -111,7 +111,7 @@ await withBrowser('lifecycle', async (page, shot) => {
 
   // The list: both primaries now.
   await page.getByRole('link', { name: 'Services' }).click();
-  await page.getByRole('heading', { name: 'Services' }).waitFor();
+  await page.getByRole('heading', { name: 'Services', level: 1 }).waitFor();
   for (const name of [PRIMARY, REPLICA]) {
     const r = page.locator('tbody tr', { has: page.getByRole('link', { name, exact: true }) });
     await until(`${name} listed as Primary`, async () => (await r.locator('.chip').textContent()) === 'Primary');

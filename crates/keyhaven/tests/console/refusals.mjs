@@ -41,6 +41,15 @@ await withBrowser('refusals', async (page, shot) => {
   await page.getByText('No service matches').waitFor();
   await page.getByLabel('Filter services by name').fill('');
 
+  // The project switcher: another project, empty, then back.
+  await page.getByLabel('Project').selectOption('staging');
+  await page.waitForURL(/\/console\/project\/staging\/services$/);
+  await page.getByText('No services yet').waitFor();
+  await shot('other-project');
+  await page.getByLabel('Project').selectOption('default');
+  await page.waitForURL(/\/console\/project\/default\/services$/);
+  await page.getByRole('link', { name: PRIMARY, exact: true }).waitFor();
+
   // Keyboard only from here to the dialog's end.
   await page.getByRole('link', { name: PRIMARY, exact: true }).focus();
   await page.keyboard.press('Enter');
@@ -111,11 +120,11 @@ await withBrowser('refusals', async (page, shot) => {
 
   // Unknown console paths serve the app, which says so.
   await page.goto(`${BASE}/console/no/such/page`);
-  await page.getByRole('heading', { name: 'Page not found' }).waitFor();
+  await page.getByRole('heading', { name: 'Page not found', level: 1 }).waitFor();
 
   // Sign out forgets the token.
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.getByRole('heading', { name: 'Sign in', level: 1 }).waitFor();
   check(await page.evaluate(() => sessionStorage.getItem('keyhaven.token')) === null, 'sign-out forgets the token');
   await page.getByText('You are signed out.').waitFor();
   await shot('signed-out');

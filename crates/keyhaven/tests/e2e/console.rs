@@ -4,7 +4,7 @@
 //! from `tests/console/`) against a real server with real valkey-servers. Screenshots of
 //! every step land in `target/ci-artifacts/console/` at 1280×800 and 360×740.
 
-use crate::harness::{Platform, valkey, workspace_root};
+use crate::harness::{Platform, signal, valkey, workspace_root};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -223,6 +223,18 @@ async fn console_refusals_and_the_keyboard_path_in_a_browser() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let (status, body) = p
+        .call("POST", "/v1/project", Some(json!({"project": "staging"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = p
+        .call(
+            "POST",
+            "/v1/project/staging/invite",
+            Some(json!({"user_email": email})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     p.create("main", "startup-4", None).await;
     for i in 1..=4 {
         p.create(&format!("main-replica-{i}"), "startup-4", Some("main"))
@@ -247,4 +259,57 @@ async fn console_refusals_and_the_keyboard_path_in_a_browser() {
     );
     let protected = p.service("main-replica-4").await;
     assert_eq!(protected["termination_protection"], true);
+}
+
+/// A primary and its RUNNING replica, made through the API: `origin` and `standby`.
+async fn origin_and_standby(p: &Platform) -> serde_json::Value {
+    let primary = p.create("origin", "startup-4", None).await;
+    p.wait_running("origin").await;
+    p.create("standby", "startup-4", Some("origin")).await;
+    p.wait_running("standby").await;
+    primary
+}
+
+/// Sends SIGCONT to a node when dropped: a frozen node is never left behind a failure.
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// A 503 at promotion (the primary is frozen, so it runs but does not answer): the dialog
+/// explains it and what to do, and "Promote anyway" (`?lossy=true`) promotes.
+#[tokio::test]
+async fn console_explains_a_refused_promotion_and_can_promote_anyway() {
+    let p = Platform::start().await;
+    let primary = origin_and_standby(&p).await;
+    let pid = p.node_pid(&primary);
+    let _thaw = Thaw(pid);
+    browser(
+        &p,
+        "promote-refused.mjs",
+        &[("PRIMARY_PID", &pid.to_string())],
+    )
+    .await;
+    let s = p.service("standby").await;
+    assert_eq!(s["keyhaven_role"], "primary", "{s}");
+}
+
+/// A 202 `{"state": "promoting"}` (fault point `promotion.detach_unconfirmed`): the page
+/// says the promotion is finishing, then shows a primary without a reload.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn console_shows_a_promotion_finishing_in_the_background() {
+    let mut p = Platform::unstarted(&[]);
+    p.env.push((
+        "KEYHAVEN_FAILPOINT".into(),
+        "promotion.detach_unconfirmed".into(),
+    ));
+    p.boot().await;
+    origin_and_standby(&p).await;
+    browser(&p, "promote-finishing.mjs", &[]).await;
+    let s = p.wait_running("standby").await;
+    assert_eq!(s["keyhaven_role"], "primary", "{s}");
 }
