@@ -2,6 +2,9 @@
 //! error bodies and status codes. It never touches a valkey-server: every handler calls
 //! the application layer ([`keyhaven_control::App`]) and renders what it returns.
 //!
+//! It also serves the web console at `/console` (`console.rs`): files embedded in the
+//! binary, a client of this same API.
+//!
 //! `router(app)` builds the whole API, so most HTTP tests need no socket; served over
 //! [`ApiListener`], even hyper's own refusals (414, 431, 400) keep Aiven's error shape.
 

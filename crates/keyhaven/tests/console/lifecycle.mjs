@@ -73,7 +73,13 @@ await withBrowser('lifecycle', async (page, shot) => {
   await until(`${REPLICA} RUNNING`, async () => (await row.locator('.state').textContent()) === 'Running', 60_000);
   await until('a lag figure in ms', async () => /\d+ B · \d+ ms/.test(await row.getByTestId('lag').textContent()), 15_000);
   check(await page.evaluate(() => performance.getEntriesByType('navigation').length) === 1, 'no reload');
+  await until('the toast to go', async () => ((await page.locator('#toast').textContent()) || '') === '', 8_000);
   await shot('replica-running');
+  // The overview as README shows it (docs/console-overview.png), and in dark mode.
+  await page.screenshot({ path: `${process.env.KEYHAVEN_ARTIFACTS}/overview-readme.png` });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await shot('replica-running-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
 
   // The replica's own page: Replica chip naming its primary, and its lag.
   await row.getByRole('link', { name: REPLICA }).click();
