@@ -2,6 +2,7 @@
 // with email and password, the keyboard-only path through "Create replica" (Escape closes,
 // a taken name shows the API's message in the dialog), the sixth replica refused with a
 // disabled button that says why, a termination-protected delete (403, still signed in),
+// the delete once protection is off, a token revoked elsewhere (signed out, saying why),
 // and sign-out.
 import { BASE, withBrowser, until, check, tabTo, log } from './lib.mjs';
 
@@ -118,11 +119,39 @@ await withBrowser('refusals', async (page, shot) => {
   check(await page.evaluate(() => sessionStorage.getItem('keyhaven.token')) !== null, 'a 403 termination_protected does not sign out');
   check(page.url().endsWith(`/services/${PRIMARY}-replica-4`), 'still on the page');
 
+  // Protection off, then the delete goes through: back on the list, without the service.
+  await page.getByLabel('Protect this service from deletion and power-off').uncheck();
+  await page.getByText('Termination protection off').waitFor();
+  await page.getByTestId('delete-service').click();
+  await del.getByLabel(`Type ${PRIMARY}-replica-4 to confirm`).fill(`${PRIMARY}-replica-4`);
+  await del.getByRole('button', { name: 'Delete service' }).click();
+  await page.waitForURL(/\/console\/project\/default\/services$/);
+  await page.getByText(`${PRIMARY}-replica-4 deleted`).waitFor();
+  await until('the deleted service gone from the list',
+    async () => (await page.getByRole('link', { name: `${PRIMARY}-replica-4` }).count()) === 0);
+  await page.getByRole('link', { name: `${PRIMARY}-replica-5` }).waitFor();
+
   // Unknown console paths serve the app, which says so.
   await page.goto(`${BASE}/console/no/such/page`);
   await page.getByRole('heading', { name: 'Page not found', level: 1 }).waitFor();
 
-  // Sign out forgets the token.
+  // The token revoked elsewhere (as `avn user logout` would): the next answer says it is
+  // invalid, and the console signs out, saying why.
+  await page.getByRole('link', { name: 'Go to your services' }).click();
+  await page.getByRole('heading', { name: 'Services', level: 1 }).waitFor();
+  const token = await page.evaluate(() => sessionStorage.getItem('keyhaven.token'));
+  const revoked = await fetch(`${BASE}/v1/access_token/${token}`, { method: 'DELETE', headers: { Authorization: `aivenv1 ${token}` } });
+  check(revoked.status === 200, `revoking the token: ${revoked.status}`);
+  await page.getByText('Your session has ended').waitFor({ timeout: 5_000 });
+  await page.getByRole('heading', { name: 'Sign in', level: 1 }).waitFor();
+  check(await page.evaluate(() => sessionStorage.getItem('keyhaven.token')) === null, 'an invalid token is forgotten');
+  await shot('session-ended');
+
+  // Sign in again; sign out forgets the token.
+  await page.getByLabel('Email', { exact: true }).fill(EMAIL);
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Services', level: 1 }).waitFor();
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in', level: 1 }).waitFor();
   check(await page.evaluate(() => sessionStorage.getItem('keyhaven.token')) === null, 'sign-out forgets the token');

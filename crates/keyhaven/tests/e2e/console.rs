@@ -201,8 +201,9 @@ async fn console_creates_and_promotes_a_read_replica_in_a_browser() {
 }
 
 /// A user with a password (and a wrong one first), the keyboard-only path through
-/// "Create replica" with a taken name, the sixth replica refused, a termination-protected
-/// delete that keeps the session, and sign-out.
+/// "Create replica" with a taken name, the sixth replica refused, the project switcher, a
+/// termination-protected delete that keeps the session and the delete once protection is
+/// off, a token revoked elsewhere, and sign-out.
 #[tokio::test]
 async fn console_refusals_and_the_keyboard_path_in_a_browser() {
     let p = Platform::start().await;
@@ -249,16 +250,26 @@ async fn console_refusals_and_the_keyboard_path_in_a_browser() {
     .await;
 
     let main = p.service("main").await;
+    let replicas: Vec<&str> = main["keyhaven_replication"]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["service_name"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        main["keyhaven_replication"]["replicas"]
-            .as_array()
-            .unwrap()
-            .len(),
-        5,
-        "{main}"
+        replicas,
+        [
+            "main-replica-1",
+            "main-replica-2",
+            "main-replica-3",
+            "main-replica-5"
+        ],
+        "created in the dialog, and main-replica-4 deleted"
     );
-    let protected = p.service("main-replica-4").await;
-    assert_eq!(protected["termination_protection"], true);
+    let (status, _) = p
+        .call("GET", "/v1/project/default/service/main-replica-4", None)
+        .await;
+    assert_eq!(status, 404);
 }
 
 /// A primary and its RUNNING replica, made through the API: `origin` and `standby`.
