@@ -22,6 +22,12 @@ function card(title, id, ...children) {
     h('div', { class: 'card-body' }, children));
 }
 
+/** A message as a sentence: with its final full stop. */
+function sentence(text) {
+  const t = (text || '').trim();
+  return !t || /[.!?]$/.test(t) ? t : `${t}.`;
+}
+
 function fact(label, value) {
   return [h('dt', {}, label), h('dd', {}, value)];
 }
@@ -217,7 +223,8 @@ export function mount(main, [project, name], { navigate }) {
     }
     const f = (k) => dl.querySelector(`[data-f="${k}"]`);
     setText(f('link'), linkText(rep.link_status));
-    setText(f('lag'), `${bytes(rep.bytes_behind)} behind · ${ms(rep.lag_ms)}`);
+    const behind = rep.bytes_behind === null || rep.bytes_behind === undefined ? 'bytes behind not measured' : `${bytes(rep.bytes_behind)} behind`;
+    setText(f('lag'), `${behind} · ${ms(rep.lag_ms)}`);
     setText(f('contact'), rep.seconds_since_last_contact === null || rep.seconds_since_last_contact === undefined ? '—' : `${rep.seconds_since_last_contact} s ago`);
     const sync = syncCell({ service_name: name, state: s.state, svc: s });
     if (typeof sync === 'string') setText(f('sync'), sync); else fill(f('sync'), sync);
@@ -362,10 +369,10 @@ export function mount(main, [project, name], { navigate }) {
         finishing = true;
         fill(statusSlot, h('div', { class: 'alert alert-info', role: 'status', 'data-testid': 'promotion-finishing' },
           h('strong', {}, `${name} is being promoted: Keyhaven is finishing the last step in the background.`),
-          h('p', {}, `${result.body?.message || ''} This page shows it as a primary when it is done.`)));
+          h('p', {}, `${sentence(result.body?.message)} This page shows it as a primary when it is done.`)));
       } else {
         fill(statusSlot, h('div', { class: 'alert alert-ok', role: 'status' },
-          h('strong', {}, `${name} is now an independent primary.`), h('p', {}, result.body?.message || '')));
+          h('strong', {}, `${name} is now an independent primary.`), h('p', {}, sentence(result.body?.message))));
       }
       refresh();
     };

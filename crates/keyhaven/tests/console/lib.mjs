@@ -3,7 +3,7 @@
 // and a real Valkey client (valkey-cli) for the data.
 import { chromium } from 'playwright-core';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const BASE = must('KEYHAVEN_URL');
@@ -29,6 +29,10 @@ export function log(...args) {
  */
 export async function withBrowser(scenario, body) {
   mkdirSync(ARTIFACTS, { recursive: true });
+  // This scenario's screenshots of an earlier run would mix with this run's.
+  for (const f of readdirSync(ARTIFACTS)) {
+    if (f.startsWith(`${scenario}-`)) rmSync(join(ARTIFACTS, f));
+  }
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-dev-shm-usage'],
