@@ -61,16 +61,36 @@ await withBrowser('lifecycle', async (page, shot) => {
   check(await dlg.getByLabel('Cloud provider').locator('option').count() >= 1, 'a cloud provider');
   check(await dlg.getByLabel('Region').locator('option').count() >= 1, 'a region');
   await shot('create-replica-dialog');
+  // Every state the replica's row shows, in order, however quickly it changes.
+  await page.evaluate((name) => {
+    window.replicaStates = [];
+    window.syncShown = [];
+    const section = document.getElementById('read-replica');
+    const look = () => {
+      const sync = section.querySelector(`tr[data-key="${name}"] [data-testid="sync-progress"]`);
+      if (sync && window.syncShown[window.syncShown.length - 1] !== sync.textContent) window.syncShown.push(sync.textContent);
+      const state = section.querySelector(`tr[data-key="${name}"] .state`);
+      const text = state && state.textContent;
+      if (text && window.replicaStates[window.replicaStates.length - 1] !== text) window.replicaStates.push(text);
+    };
+    new MutationObserver(look).observe(section, { childList: true, subtree: true, characterData: true });
+  }, REPLICA);
   await dlg.getByRole('button', { name: 'Create' }).click();
   await dlg.waitFor({ state: 'detached' });
 
   // At once: the replica, REBUILDING, with its sync state.
   const row = section.locator('tbody tr', { has: page.getByRole('link', { name: REPLICA }) });
   await row.waitFor({ timeout: 2_000 });
-  check((await row.locator('.state').textContent()) === 'Rebuilding', 'the new replica shows REBUILDING at once');
+  const first = await page.evaluate(() => window.replicaStates[0]);
+  check(first === 'Rebuilding', `the new replica shows REBUILDING at once (first state shown: ${first})`);
   await shot('replica-rebuilding');
   // Then RUNNING, without a reload, with a lag in bytes and milliseconds.
   await until(`${REPLICA} RUNNING`, async () => (await row.locator('.state').textContent()) === 'Running', 60_000);
+  const states = await page.evaluate(() => window.replicaStates);
+  check(JSON.stringify(states) === '["Rebuilding","Running"]', `states shown: ${states}`);
+  const sync = await page.evaluate(() => window.syncShown);
+  log('sync progress shown:', JSON.stringify(sync));
+  check(sync.length > 0 && sync.every((t) => /^(Starting the first sync…|Syncing)/.test(t)), `the sync state while REBUILDING: ${sync}`);
   await until('a lag figure in ms', async () => /\d+ B · \d+ ms/.test(await row.getByTestId('lag').textContent()), 15_000);
   check(await page.evaluate(() => performance.getEntriesByType('navigation').length) === 1, 'no reload');
   await until('the toast to go', async () => ((await page.locator('#toast').textContent()) || '') === '', 8_000);
