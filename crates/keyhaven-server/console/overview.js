@@ -270,14 +270,15 @@ export function mount(main, [project, name], { navigate }) {
       planSelect.value = s.plan;
     }
     protect.checked = Boolean(s.termination_protection);
-    const hasReplicas = (s.keyhaven_replication?.replicas || []).length > 0;
+    // A primary's replicas, with those just created here that the list does not show yet.
+    const replicaNames = primary ? [] : replicasOf(s).map((r) => r.service_name);
+    const hasReplicas = replicaNames.length > 0;
     setText(powerBtn, s.state === 'POWEROFF' ? 'Power on' : 'Power off');
     powerBtn.disabled = s.state !== 'POWEROFF' && hasReplicas;
     setText(powerWhy, powerBtn.disabled ? `${name} has read replicas; a primary with replicas keeps running.` :
       (s.state === 'POWEROFF' ? 'Powered off: no process runs; its data and port are kept.' : 'Powering off stops the node and keeps its data and port.'));
 
     // Delete
-    const replicaNames = (s.keyhaven_replication?.replicas || []).map((r) => r.service_name);
     deleteBtn.disabled = replicaNames.length > 0;
     setText(deleteWhy, replicaNames.length ? `${name} has read replicas (${replicaNames.join(', ')}); promote or delete them first.` : '');
     if (replicaNames.length) deleteBtn.setAttribute('aria-describedby', 'delete-why'); else deleteBtn.removeAttribute('aria-describedby');
@@ -354,7 +355,7 @@ export function mount(main, [project, name], { navigate }) {
     const anyway = h('button', { type: 'button', class: 'btn btn-danger', hidden: true, 'data-testid': 'promote-anyway' }, 'Promote anyway');
     const lossNote = h('div');
     let result = null;
-    const promote = async (d, lossy) => {
+    const promote = async (lossy) => {
       const { body } = await api.integrations(project, name);
       const link = (body.service_integrations || []).find((i) => i.integration_type === 'read_replica' && i.dest_service === name);
       if (!link) {
@@ -362,7 +363,6 @@ export function mount(main, [project, name], { navigate }) {
         return;
       }
       result = await api.deleteIntegration(project, link.service_integration_id, lossy);
-      void d;
     };
     const after = () => {
       if (result.status === 202 || result.body?.state === 'promoting') {
@@ -411,7 +411,7 @@ export function mount(main, [project, name], { navigate }) {
       ],
       onSubmit: async (dd) => {
         try {
-          await promote(dd, false);
+          await promote(false);
         } catch (err) {
           if (err.signedOut) throw err;
           explain(dd, err);
@@ -428,7 +428,7 @@ export function mount(main, [project, name], { navigate }) {
       anyway.disabled = true;
       anyway.textContent = 'Promoting…';
       try {
-        await promote(d, true);
+        await promote(true);
         d.close();
         after();
       } catch (err) {
