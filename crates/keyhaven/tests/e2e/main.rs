@@ -5,6 +5,7 @@ mod harness;
 
 mod avn;
 mod cli;
+mod console;
 #[cfg(feature = "failpoints")]
 mod crashes;
 mod faults;
