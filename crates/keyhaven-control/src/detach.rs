@@ -39,7 +39,7 @@ impl App {
             Err(e) => return replica_unreachable(replica, e),
         };
         let already = match r.info(&["replication"]).await {
-            Ok(info) => info.get("role") == Some("master"),
+            Ok(info) => info.is_primary(),
             Err(e) => return replica_unreachable(replica, e),
         };
         if !already && let Err(e) = r.detach().await {
@@ -85,7 +85,7 @@ impl App {
             Ok(i) => i,
             Err(e) => return replica_unreachable(replica, e),
         };
-        if info.get("role") == Some("master") {
+        if info.is_primary() {
             if !roll_forward {
                 return Outcome::Abandon(AppError::Internal(format!(
                     "replica '{}' is a primary already, before its promotion",
@@ -114,10 +114,9 @@ impl App {
         let linked = async {
             let pinfo = p.info(&["replication"]).await?;
             Ok::<_, RedisError>(
-                pinfo.get("master_replid").is_some()
-                    && info.get("master_replid") == pinfo.get("master_replid")
-                    && info.get("master_link_status") == Some("up")
-                    && info.int("master_sync_in_progress") == Some(0),
+                pinfo.replication_id().is_some()
+                    && info.replication_id() == pinfo.replication_id()
+                    && info.streaming(),
             )
         }
         .await;
@@ -164,8 +163,8 @@ impl App {
                 Ok(i) => i,
                 Err(_) => return CatchUp::Behind(-1),
             };
-            let target = pinfo.int("master_repl_offset").unwrap_or(0);
-            let history = pinfo.get("master_replid").unwrap_or_default().to_string();
+            let target = pinfo.primary_offset();
+            let history = pinfo.replication_id().unwrap_or_default().to_string();
             let mut behind_at_pause = None;
             loop {
                 crate::failpoint::hit("promotion.writes_paused");
@@ -173,19 +172,16 @@ impl App {
                     Ok(i) => i,
                     Err(e) => return CatchUp::Unreachable(e),
                 };
-                let offset = rinfo.int("slave_repl_offset").unwrap_or(-1);
+                let offset = rinfo.replica_offset().unwrap_or(-1);
                 // Only an offset in the primary's current history counts (a primary
                 // restarted from its AOF starts a new one at offset 0).
-                let same_history = rinfo.get("master_replid") == Some(history.as_str());
+                let same_history = rinfo.replication_id() == Some(history.as_str());
                 let behind_now = (target - offset).max(0);
                 let behind_at_pause = *behind_at_pause.get_or_insert(behind_now);
                 // What an answer reports: bytes, or -1 when the replica is not in the
                 // primary's current history (no byte count means anything then).
                 let gap = if same_history { behind_now } else { -1 };
-                let caught_up = same_history
-                    && rinfo.get("master_link_status") == Some("up")
-                    && rinfo.int("master_sync_in_progress") == Some(0)
-                    && offset >= target;
+                let caught_up = same_history && rinfo.streaming() && offset >= target;
                 let give_up = paused_at.elapsed() >= catch_up_budget;
                 if caught_up || (give_up && lossy) {
                     let detached = match r.detach().await {

@@ -15,6 +15,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod integration;
 pub mod observed;
+pub mod plan;
 pub mod project;
 mod promotion;
 pub mod ready;

@@ -590,7 +590,7 @@ impl App {
             // Busy or stalled: the detach step tells the caller why.
             return Ok(());
         };
-        if info.get("role") != Some("slave") {
+        if !info.is_replica() {
             return Ok(());
         }
         // Our own snapshot, started after any that runs now has finished (`rdb_saves`
@@ -603,9 +603,9 @@ impl App {
                 .info(&["persistence"])
                 .await
                 .map_err(|e| failed(e.to_string()))?;
-            let running = info.int("rdb_bgsave_in_progress") == Some(1);
+            let running = info.snapshot_running();
             if started && !running {
-                return match info.get("rdb_last_bgsave_status") {
+                return match info.last_snapshot_status() {
                     Some("ok") => Ok(()),
                     other => Err(failed(format!(
                         "rdb_last_bgsave_status: {}",

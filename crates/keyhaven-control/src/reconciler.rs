@@ -5,6 +5,11 @@
 //! and also runs on a timer, faster while some service is still being built. Each
 //! activation is idempotent and returns a [`Report`] an operator can read in the logs.
 //!
+//! Each activation loads (the store's rows, the nodes' answers), asks the pure decisions of
+//! `plan.rs` what to do (which action for each node, which state to record, whether a
+//! record is worth a write, whether a roll-forward is due), and applies them: runtime calls
+//! and one store write. It touches only the nodes of this instance's cloud.
+//!
 //! One activation:
 //! 1. releases retired nodes (deleted services): stop the process, free the port;
 //! 2. rolls forward promotions left `promoting` by a crash;
@@ -16,13 +21,12 @@
 //!    powered-off one is recorded POWEROFF once its process is gone.
 
 use crate::App;
-use crate::spec::node_spec;
+use crate::plan::{self, NodeAction};
 use keyhaven_core::time::now_micros;
 use keyhaven_core::{NodeHealth, Role, ServiceState};
 use keyhaven_runtime::Ensured;
-use keyhaven_runtime::admin::Admin;
 use keyhaven_runtime::info::Info;
-use keyhaven_store::{IntegrationRow, LinkStatus, ServiceRow};
+use keyhaven_store::{IntegrationRow, ServiceRow};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,17 +41,6 @@ const BUSY_PERIOD: Duration = Duration::from_millis(10);
 /// Period once something has been busy for a second.
 const SLOW_BUSY_PERIOD: Duration = Duration::from_millis(100);
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(1);
-/// First delay before a failed roll-forward of a promotion is retried; it doubles.
-const ROLL_FORWARD_RETRY: Duration = Duration::from_secs(2);
-const ROLL_FORWARD_MAX_DELAY: Duration = Duration::from_secs(60);
-/// How often an unchanged observation is written again (to refresh `observed_at`, and the
-/// offset and command count, which change on every observation).
-const UNCHANGED_REWRITE: Duration = Duration::from_secs(5);
-/// How long a node that has not answered since it was created (or powered on) is taken to
-/// be starting: its "connection refused" is then no error to show. A node still silent
-/// after this long shows why.
-const FIRST_START_GRACE: Duration = Duration::from_secs(10);
-
 /// What one activation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -217,30 +210,34 @@ pub async fn activate(app: &Arc<App>) -> Report {
                 continue;
             }
         };
-        // A node under promotion belongs to the promotion procedure.
-        if link
-            .as_ref()
-            .is_some_and(|l| l.status == LinkStatus::Promoting || app.promotion_in_flight(&l.id))
-        {
-            continue;
-        }
-        if !row.powered {
-            // Stopped, never started: its data and port stay for the power-on.
-            match app.runtime.stop(&row.id).await {
-                Ok(_) => {
-                    stopped.insert(row.id.clone());
-                }
-                Err(e) => {
-                    ensure_errors.insert(service.id.clone(), e.to_string());
-                }
-            }
-            continue;
-        }
         let source_host = source
             .as_ref()
             .map(|s| app.node_host(s))
             .unwrap_or_default();
-        let spec = node_spec(&row, source.as_ref(), &source_host);
+        let promotion_running = link
+            .as_ref()
+            .is_some_and(|l| app.promotion_in_flight(&l.id));
+        let spec = match plan::node_action(
+            &row,
+            link.as_ref(),
+            source.as_ref(),
+            promotion_running,
+            &source_host,
+        ) {
+            NodeAction::LeaveToPromotion => continue,
+            NodeAction::Stop => {
+                match app.runtime.stop(&row.id).await {
+                    Ok(_) => {
+                        stopped.insert(row.id.clone());
+                    }
+                    Err(e) => {
+                        ensure_errors.insert(service.id.clone(), e.to_string());
+                    }
+                }
+                continue;
+            }
+            NodeAction::Ensure(spec) => spec,
+        };
         match app.runtime.ensure(&spec).await {
             Ok(Ensured::Running { just_started, .. }) => {
                 if just_started {
@@ -290,18 +287,13 @@ pub async fn activate(app: &Arc<App>) -> Report {
                 .roll_forward_attempts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let (last, count) = attempts
-                .get(&link.id)
-                .copied()
-                .unwrap_or((Instant::now(), 0));
-            let delay = ROLL_FORWARD_RETRY
-                .saturating_mul(1 << count.saturating_sub(1).min(5))
-                .min(ROLL_FORWARD_MAX_DELAY);
-            if count > 0 && last.elapsed() < delay {
+            let now = Instant::now();
+            let Some(attempt) = plan::roll_forward_attempt(attempts.get(&link.id).copied(), now)
+            else {
                 continue;
-            }
-            attempts.insert(link.id.clone(), (Instant::now(), count + 1));
-            count + 1
+            };
+            attempts.insert(link.id.clone(), (now, attempt));
+            attempt
         };
         let app = app.clone();
         let link = link.clone();
@@ -328,9 +320,7 @@ pub async fn activate(app: &Arc<App>) -> Report {
         let (host, service) = (app.node_host(service), service.clone());
         primaries.spawn(async move { (service.id.clone(), observe(&host, &service, None).await) });
     }
-    while let Some(Ok((id, result))) = primaries.join_next().await {
-        observed.insert(id, result);
-    }
+    collect_observations(&mut primaries, &mut observed).await;
     let mut replicas = tokio::task::JoinSet::new();
     for service in services
         .iter()
@@ -346,34 +336,21 @@ pub async fn activate(app: &Arc<App>) -> Report {
             (service.id.clone(), result)
         });
     }
-    while let Some(Ok((id, result))) = replicas.join_next().await {
-        observed.insert(id, result);
-    }
+    collect_observations(&mut replicas, &mut observed).await;
 
     let now = now_micros();
     let mut updates = Vec::new();
     for service in &services {
         let (state, health) = if service.powered {
-            let Some((mut health, _)) = observed.remove(&service.id) else {
+            let Some((health, _)) = observed.remove(&service.id) else {
                 continue;
             };
-            if !health.answered && starting(service, now) {
-                // Not answering yet is what a starting node does: no error to show.
-                health.error = None;
-            }
-            // Why the node could not be started explains "does not answer" better.
-            if let Some(e) = ensure_errors.remove(&service.id) {
-                health.error = Some(e);
-            }
-            (state_of(service, &health), health)
+            plan::record_observed(service, health, ensure_errors.remove(&service.id), now)
         } else if stopped.contains(&service.id) {
             report.powered_off += 1;
-            (ServiceState::Poweroff, powered_off_health(service))
+            plan::record_powered_off(service)
         } else {
-            // Not stopped yet (the stop failed): the state stays, the error shows why.
-            let mut health = service.health.clone();
-            health.error = ensure_errors.remove(&service.id);
-            (service.state, health)
+            plan::record_stop_failed(service, ensure_errors.remove(&service.id))
         };
         if state == ServiceState::Running {
             report.running += 1;
@@ -381,19 +358,7 @@ pub async fn activate(app: &Arc<App>) -> Report {
         if state != service.state {
             info!(project = %service.project, service = %service.name, generation = service.generation, from = service.state.as_str(), to = state.as_str(), "service state changed");
         }
-        // Unchanged health is rewritten only every few seconds (each write is an fsync).
-        // Figures that move on an idle node too (its offset with every heartbeat, its
-        // command count with every INFO) are refreshed with `observed_at` only.
-        let steady = |h: &NodeHealth| NodeHealth {
-            observed_at: 0,
-            repl_offset: None,
-            commands_processed: None,
-            ..h.clone()
-        };
-        let unchanged = state == service.state
-            && steady(&health) == steady(&service.health)
-            && now - service.health.observed_at < UNCHANGED_REWRITE.as_micros() as i64;
-        if !unchanged {
+        if plan::worth_writing(service, state, &health, now) {
             updates.push((service.id.clone(), service.generation, state, health));
         }
     }
@@ -413,26 +378,21 @@ pub async fn activate(app: &Arc<App>) -> Report {
     report
 }
 
-/// Whether a node that does not answer is still in its first start: it has not answered
-/// since the service was created or powered on (the last observation did not answer and
-/// showed no error either), and that was less than [`FIRST_START_GRACE`] ago.
-fn starting(service: &ServiceRow, now: i64) -> bool {
-    service.state != ServiceState::Running
-        && !service.health.answered
-        && service.health.error.is_none()
-        && now - service.update_time < FIRST_START_GRACE.as_micros() as i64
-}
-
-/// What is shown of a powered-off node: nothing runs, and what a later check needs (the
-/// data in use, whether a replica ever held a whole dataset) is kept.
-fn powered_off_health(service: &ServiceRow) -> NodeHealth {
-    let h = &service.health;
-    NodeHealth {
-        observed_at: h.observed_at,
-        used_memory: h.used_memory,
-        synced: h.synced,
-        bytes_behind: h.bytes_behind,
-        ..NodeHealth::default()
+/// Gathers the observations of a group of nodes. A task that panicked is logged and costs
+/// only its own node's observation, never the others'.
+async fn collect_observations(
+    tasks: &mut tokio::task::JoinSet<(String, (NodeHealth, Option<Info>))>,
+    observed: &mut HashMap<String, (NodeHealth, Option<Info>)>,
+) {
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((id, result)) => {
+                observed.insert(id, result);
+            }
+            Err(e) => {
+                warn!(error = %e, "an observation task failed; its node is observed again next time")
+            }
+        }
     }
 }
 
@@ -455,143 +415,22 @@ async fn sources_by_replica<'a>(
     map
 }
 
-/// RUNNING once the node answers in its desired role; a replica also needs to have
-/// completed its sync and caught up with its primary. A replica that was RUNNING stays
-/// RUNNING while its link is briefly down (its health shows it), unless a full sync starts.
-fn state_of(service: &ServiceRow, health: &NodeHealth) -> ServiceState {
-    if !health.answered {
-        return ServiceState::Rebuilding;
-    }
-    match service.role {
-        Role::Primary if health.valkey_role.as_deref() == Some("master") => ServiceState::Running,
-        Role::Primary => ServiceState::Rebuilding,
-        Role::Replica if health.current => ServiceState::Running,
-        Role::Replica
-            if service.state == ServiceState::Running
-                && health.valkey_role.as_deref() == Some("slave")
-                && !health.sync_in_progress =>
-        {
-            ServiceState::Running
-        }
-        Role::Replica => ServiceState::Rebuilding,
-    }
-}
-
-/// Observes one node. For a replica, `primary_info` is its primary's INFO read just before.
+/// Observes one node through the runtime crate's observation (`keyhaven_runtime::observe`).
 async fn observe(
     host: &str,
     service: &ServiceRow,
     primary_info: Option<&Info>,
 ) -> (NodeHealth, Option<Info>) {
-    let mut health = NodeHealth {
-        observed_at: now_micros(),
-        // Carry the last known gap forward so a promotion with the primary down can
-        // report it, and whether the replica ever held a whole dataset.
-        bytes_behind: service.health.bytes_behind,
-        synced: service.health.synced,
-        // The last figure stays when the node does not answer: a plan change is checked
-        // against it.
-        used_memory: service.health.used_memory,
-        ..NodeHealth::default()
-    };
-    let observed = async {
-        let mut admin =
-            Admin::connect(host, service.port, &service.admin_password, OBSERVE_TIMEOUT).await?;
-        let info = admin
-            .info(&[
-                "replication",
-                "memory",
-                "persistence",
-                "clients",
-                "keyspace",
-                "stats",
-            ])
-            .await?;
-        Ok::<_, keyhaven_runtime::admin::RedisError>((admin, info))
-    }
-    .await;
-    let (mut admin, info) = match observed {
-        Ok(v) => v,
-        Err(e) => {
-            health.error = Some(format!("valkey-server does not answer: {e}"));
-            return (health, None);
-        }
-    };
-    health.answered = true;
-    if info.get("aof_last_write_status") == Some("err") {
-        health.error = Some("valkey-server cannot write its AOF (is the disk full?); it refuses writes until it can".into());
-    } else if info.get("rdb_last_bgsave_status") == Some("err") {
-        health.error = Some("valkey-server could not save its snapshot (is the disk full?)".into());
-    }
-    health.used_memory = info.int("used_memory");
-    health.connected_clients = info.int("connected_clients");
-    health.keys = Some(info.keys());
-    health.commands_processed = info.int("total_commands_processed");
-    health.valkey_role = info.get("role").map(str::to_string);
-    if health.valkey_role.as_deref() == Some("master") {
-        health.repl_offset = info.int("master_repl_offset");
-        health.full_syncs = info.int("sync_full");
-        health.partial_syncs = info.int("sync_partial_ok");
-        health.online_replicas = Some(
-            info.replicas()
-                .iter()
-                .filter(|r| r.state == "online")
-                .count() as i64,
-        );
-        health.bytes_behind = None;
-        return (health, Some(info));
-    }
-
-    health.repl_offset = info.int("slave_repl_offset");
-    health.link_up = Some(info.get("master_link_status") == Some("up"));
-    health.last_io_seconds_ago = info.int("master_last_io_seconds_ago").filter(|v| *v >= 0);
-    health.link_down_since_seconds = info
-        .int("master_link_down_since_seconds")
-        .filter(|v| *v >= 0);
-    // A diskless load shows its progress as `loading_*` (the `master_sync_*` byte counts
-    // stay 0 with dual-channel replication), so both are read.
-    let loading = info.int("loading") == Some(1);
-    health.sync_in_progress = info.int("master_sync_in_progress") == Some(1) || loading;
-    if health.sync_in_progress {
-        let positive = |key: &str| info.int(key).filter(|v| *v > 0);
-        match positive("master_sync_total_bytes") {
-            // A sync through disk knows its size.
-            Some(total) => {
-                health.sync_read_bytes = info.int("master_sync_read_bytes");
-                health.sync_total_bytes = Some(total);
-            }
-            // A diskless sync does not, and its byte counters count compressed snapshot
-            // bytes: progress is the dataset loaded so far against the primary's dataset.
-            None => {
-                health.sync_read_bytes = info.int("used_memory_dataset");
-                health.sync_total_bytes = primary_info
-                    .and_then(|p| p.int("used_memory_dataset"))
-                    .or_else(|| positive("loading_rdb_used_mem"));
-            }
-        }
-    }
-    if let (Some(pinfo), Some(offset)) = (primary_info, health.repl_offset) {
-        let primary_offset = pinfo.int("master_repl_offset").unwrap_or(0);
-        health.bytes_behind = Some((primary_offset - offset).max(0));
-        let listed_online = pinfo
-            .replicas()
-            .iter()
-            .any(|r| r.port == service.port && r.state == "online");
-        health.current = health.link_up == Some(true)
-            && !health.sync_in_progress
-            && offset >= primary_offset
-            && listed_online;
-    }
-    health.synced = service.health.synced || health.current;
-    // A replica that loaded its data straight into memory has no snapshot on disk: one,
-    // once it is current, lets it resume with a partial resync after a restart, and lets
-    // a promotion that finds it restarted start it from its data.
-    if health.current
-        && info.int("rdb_saves") == Some(0)
-        && info.int("rdb_bgsave_in_progress") == Some(0)
-        && let Err(e) = admin.bgsave_scheduled().await
-    {
-        debug!(service = %service.name, error = %e, "could not start a snapshot");
-    }
-    (health, Some(info))
+    keyhaven_runtime::observe::observe(
+        &keyhaven_runtime::observe::Target {
+            host,
+            port: service.port,
+            admin_password: &service.admin_password,
+            label: &service.name,
+        },
+        &service.health,
+        primary_info,
+        OBSERVE_TIMEOUT,
+    )
+    .await
 }

@@ -46,6 +46,48 @@ impl Info {
         self.get(key)?.parse().ok()
     }
 
+    /// Whether the node is a primary (`role:master`).
+    pub fn is_primary(&self) -> bool {
+        self.get("role") == Some("master")
+    }
+
+    /// Whether the node is a replica (`role:slave`).
+    pub fn is_replica(&self) -> bool {
+        self.get("role") == Some("slave")
+    }
+
+    /// A primary's replication offset (`master_repl_offset`; 0 when missing).
+    pub fn primary_offset(&self) -> i64 {
+        self.int("master_repl_offset").unwrap_or(0)
+    }
+
+    /// A replica's replication offset (`slave_repl_offset`), when it reports one.
+    pub fn replica_offset(&self) -> Option<i64> {
+        self.int("slave_repl_offset")
+    }
+
+    /// The replication history id (`master_replid`): a replica shares its primary's while
+    /// it follows it.
+    pub fn replication_id(&self) -> Option<&str> {
+        self.get("master_replid")
+    }
+
+    /// A replica's link to its primary is up and no full sync runs: it streams writes.
+    pub fn streaming(&self) -> bool {
+        self.get("master_link_status") == Some("up")
+            && self.int("master_sync_in_progress") == Some(0)
+    }
+
+    /// A snapshot (BGSAVE) is being written.
+    pub fn snapshot_running(&self) -> bool {
+        self.int("rdb_bgsave_in_progress") == Some(1)
+    }
+
+    /// The last snapshot's status (`rdb_last_bgsave_status`: `ok` or `err`).
+    pub fn last_snapshot_status(&self) -> Option<&str> {
+        self.get("rdb_last_bgsave_status")
+    }
+
     /// The replicas a primary lists, in `slaveN` order.
     pub fn replicas(&self) -> Vec<ReplicaLine> {
         let mut lines: Vec<(usize, ReplicaLine)> = self

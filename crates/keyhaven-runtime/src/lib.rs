@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod info;
 pub mod local;
+pub mod observe;
 mod proc;
 
 use async_trait::async_trait;
