@@ -2,8 +2,11 @@
 //! promotion (it stages the replica's role on its host) and a credentials reset (it sets
 //! the password on the running node) need the runtime of the node's cloud: an instance
 //! that does not own the node passes the request on to the instance that does, with the
-//! caller's own token, and gives back its answer unchanged. A forwarded request is never
-//! forwarded again.
+//! caller's own token, and gives back its answer unchanged. A request that arrives
+//! forwarded is never passed on again: if this instance does not run the node either (the
+//! registration moved, or a client sent the header itself), it is refused with 503 and
+//! nothing is done here, so a node is never staged or changed by an instance that does not
+//! run it.
 
 use crate::error::HttpError;
 use axum::body::Body;
@@ -16,7 +19,7 @@ pub const FORWARDED: &str = "x-keyhaven-forwarded";
 /// A promotion answers within its bounds (pause, catch-up, snapshot) well inside this.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn was_forwarded(headers: &HeaderMap) -> bool {
+fn was_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED)
 }
 
@@ -38,6 +41,15 @@ pub async fn to(
             ),
         )
     };
+    if was_forwarded(headers) {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cloud_unavailable",
+            format!(
+                "This Keyhaven instance does not run this node: the instance of cloud '{cloud}' ({api_url}) does; nothing was changed"
+            ),
+        ));
+    }
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let client = reqwest::Client::builder()
         .timeout(TIMEOUT)

@@ -69,9 +69,8 @@ pub async fn service_integration_delete(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     // The replica's own instance promotes it: it stages the replica's role on its host.
-    if !forward::was_forwarded(&headers)
-        && let Owner::Elsewhere { cloud, api_url } =
-            app.integration_owner(&caller, &project, &id).await?
+    if let Owner::Elsewhere { cloud, api_url } =
+        app.integration_owner(&caller, &project, &id).await?
     {
         return forward::to(&api_url, &cloud, Method::DELETE, &uri, &headers).await;
     }

@@ -146,9 +146,8 @@ pub async fn service_credentials_reset(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     // The node's own instance sets the password on it.
-    if !forward::was_forwarded(&headers)
-        && let Owner::Elsewhere { cloud, api_url } =
-            app.service_owner(&caller, &project, &service).await?
+    if let Owner::Elsewhere { cloud, api_url } =
+        app.service_owner(&caller, &project, &service).await?
     {
         return forward::to(&api_url, &cloud, Method::PUT, &uri, &headers).await;
     }

@@ -136,8 +136,27 @@ async fn a_replica_in_another_cloud_replicates_across_hosts_and_is_promoted_thro
     let mut r = valkey(&replica).await;
     wait_dbsize(&mut r, 100).await;
 
-    // Promoted through A's API: A passes it on to B, whose runtime holds the replica.
+    // A request claiming to be forwarded is never run by an instance that does not run
+    // the node: refused, and nothing changed.
     let link = a.link_id("orders-west").await;
+    let spoofed = a
+        .http
+        .delete(a.url(&format!("/v1/project/default/integration/{link}")))
+        .header("authorization", format!("aivenv1 {}", a.token))
+        .header("x-keyhaven-forwarded", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status().as_u16(), 503);
+    let body: Value = spoofed.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["error_code"], "cloud_unavailable",
+        "{body}"
+    );
+    assert_eq!(a.link_id("orders-west").await, link, "the link changed");
+    assert_eq!(role(&mut r).await, "slave");
+
+    // Promoted through A's API: A passes it on to B, whose runtime holds the replica.
     let (status, body) = a.delete_link(&link).await;
     assert_eq!(status, 200, "{body}");
     let promoted = a.wait_running("orders-west").await;
