@@ -336,7 +336,9 @@ export function mount(main, [project, name], { navigate }) {
       provider.value = primaryCloud?.provider || providers[0];
       const fillRegions = () => {
         const here = clouds.filter((c) => (c.provider || 'local') === provider.value);
-        fill(region, here.map((c) => h('option', { value: c.cloud_name }, `${c.geo_region || c.cloud_name} — ${c.cloud_name}`)));
+        // A cloud whose host is lost (no heartbeat) can take no new node.
+        fill(region, here.map((c) => h('option', { value: c.cloud_name, disabled: c.keyhaven_alive === false },
+          `${c.geo_region || c.cloud_name} — ${c.cloud_name}${c.keyhaven_host ? ` (${c.keyhaven_host})` : ''}${c.keyhaven_alive === false ? ', host lost' : ''}`)));
         if (here.some((c) => c.cloud_name === svc.cloud_name)) region.value = svc.cloud_name;
       };
       provider.addEventListener('change', fillRegions);
