@@ -1,18 +1,22 @@
 //! Clouds: where nodes run. Each Keyhaven instance serves one cloud (its host): it
 //! registers the cloud in the store at start, keeps a heartbeat on it, and is the only
 //! instance that starts, stops, adopts and observes that cloud's nodes. Every instance
-//! keeps a copy of the registered clouds (refreshed with its own heartbeat), so that it can
-//! say where any node is reached and whether its cloud is alive.
+//! keeps a copy of the registered clouds (refreshed twice a second on a shared store), so
+//! that it can say where any node is reached and whether its cloud is alive.
 //!
 //! A cloud whose heartbeat is older than [`LOST_AFTER`] has lost its instance: nothing
-//! vouches for its nodes, so a promotion treats a primary there that refuses or does not
-//! answer connections as down (DESIGN → Promotion 3).
+//! vouches for its nodes, so a promotion treats a primary there that refuses connections
+//! as down (DESIGN → Promotion 3). Ages are measured on the database's clock (the
+//! heartbeat is written with it, and read back as an age), never by comparing two hosts'
+//! clocks. An instance whose cloud another instance has taken over is fenced: it stops
+//! acting on the cloud's nodes at once and reports itself unready.
 
 use crate::{App, AppError};
 use keyhaven_core::time::now_micros;
 use keyhaven_store::CloudRow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -27,10 +31,28 @@ const CHANGE_POLL: Duration = Duration::from_millis(100);
 /// heartbeats of the others).
 const CLOUDS_REFRESH: Duration = Duration::from_millis(500);
 
+/// This instance's copy of the registered clouds, and when it was read.
+#[derive(Debug)]
+pub(crate) struct CloudCache {
+    read_at: Instant,
+    rows: Vec<CloudRow>,
+}
+
+impl Default for CloudCache {
+    fn default() -> Self {
+        CloudCache {
+            read_at: Instant::now(),
+            rows: Vec::new(),
+        }
+    }
+}
+
 /// What an instance knows of a cloud right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudView {
     pub row: CloudRow,
+    /// µs since its last heartbeat: its age when read, plus how long ago it was read.
+    pub heartbeat_age_us: i64,
     /// Seconds since its last heartbeat, when that is more than [`LOST_AFTER`].
     pub lost_for_s: Option<i64>,
 }
@@ -41,12 +63,21 @@ impl CloudView {
     }
 }
 
-fn view(row: CloudRow, now: i64) -> CloudView {
-    let age = now.saturating_sub(row.heartbeat_at);
+fn view(row: CloudRow, since_read: Duration) -> CloudView {
+    let age = row
+        .heartbeat_age_us
+        .saturating_add(since_read.as_micros() as i64);
     CloudView {
+        heartbeat_age_us: age,
         lost_for_s: (age > LOST_AFTER.as_micros() as i64).then_some(age / 1_000_000),
         row,
     }
+}
+
+/// The part of an instance id that names its host and data directory (`HOST:DIR` of
+/// `HOST:DIR/UUID`); `None` for an id without one, which never counts as the same home.
+fn home(instance_id: &str) -> Option<&str> {
+    instance_id.rsplit_once('/').map(|(home, _)| home)
 }
 
 impl App {
@@ -55,28 +86,41 @@ impl App {
         &self.config.cloud.name
     }
 
-    /// Whether the nodes of `cloud` are this instance's to run.
+    /// Whether the nodes of `cloud` are this instance's to run: its own cloud, unless
+    /// another instance took the cloud over (then it runs nothing).
     pub fn is_mine(&self, cloud: &str) -> bool {
-        cloud == self.my_cloud()
+        cloud == self.my_cloud() && !self.is_fenced()
     }
 
-    /// Every registered cloud, as of the last heartbeat.
+    /// Another instance took this instance's cloud over: it acts on no node any more.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
+    }
+
+    /// Every registered cloud, as of this instance's copy.
     pub fn clouds(&self) -> Vec<CloudView> {
-        let now = now_micros();
-        self.clouds
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        let cache = self.clouds.read().unwrap_or_else(|p| p.into_inner());
+        let since = cache.read_at.elapsed();
+        cache
+            .rows
             .iter()
             .cloned()
-            .map(|row| view(row, now))
+            .map(|row| view(row, since))
             .collect()
+    }
+
+    fn set_clouds(&self, rows: Vec<CloudRow>) {
+        *self.clouds.write().unwrap_or_else(|p| p.into_inner()) = CloudCache {
+            read_at: Instant::now(),
+            rows,
+        };
     }
 
     /// Every registered cloud, read from the store now (and this instance's copy
     /// refreshed with it).
     pub async fn clouds_now(&self) -> Result<Vec<CloudView>, AppError> {
         let rows = self.store.read(|tx| tx.clouds()).await?;
-        *self.clouds.write().unwrap_or_else(|p| p.into_inner()) = rows;
+        self.set_clouds(rows);
         Ok(self.clouds())
     }
 
@@ -95,7 +139,7 @@ impl App {
 
     /// Where the nodes of `cloud` are reached: its instance's advertised host.
     pub fn cloud_host(&self, cloud: &str) -> String {
-        if self.is_mine(cloud) {
+        if cloud == self.my_cloud() {
             return self.config.advertise_host.clone();
         }
         self.cloud(cloud)
@@ -104,7 +148,10 @@ impl App {
     }
 
     /// Registers this instance's cloud. Refused while another instance that is alive
-    /// serves it: two instances running one cloud's nodes would fight over them.
+    /// serves it: two instances running one cloud's nodes would fight over them. The same
+    /// host and data directory started again is the same instance (the directory's lock
+    /// proves the old process gone): it takes over at once, with the promotions it had
+    /// claimed.
     pub async fn register_cloud(&self) -> Result<(), AppError> {
         let now = now_micros();
         let c = &self.config.cloud;
@@ -119,18 +166,21 @@ impl App {
             port_max: *self.config.valkey_ports.end(),
             instance_id: self.config.instance_id.clone(),
             started_at: now,
-            heartbeat_at: now,
+            heartbeat_at: 0,
+            heartbeat_age_us: 0,
         };
+        let my_home = home(&row.instance_id);
         let rows = self
             .store
             .write(|tx| {
-                // The same data directory on the same host is the same instance started
-                // again: its lock proves the old process is gone.
-                let same_home = |id: &str| id.rsplit_once('/').map(|(home, _)| home.to_string());
+                let old = tx.cloud_get(&row.name)?;
+                let same_home = old
+                    .as_ref()
+                    .is_some_and(|o| my_home.is_some() && home(&o.instance_id) == my_home);
                 if self.store.is_shared()
-                    && let Some(old) = tx.cloud_get(&row.name)?
-                    && same_home(&old.instance_id) != same_home(&row.instance_id)
-                    && !view(old.clone(), now).is_lost()
+                    && let Some(old) = &old
+                    && !same_home
+                    && !view(old.clone(), Duration::ZERO).is_lost()
                 {
                     return Err(AppError::conflict(
                         "cloud_served",
@@ -138,80 +188,50 @@ impl App {
                             "Cloud '{}' is served by a running Keyhaven at {} (its last heartbeat {} ms ago); one instance per cloud",
                             row.name,
                             old.api_url,
-                            now.saturating_sub(old.heartbeat_at) / 1000
+                            old.heartbeat_age_us / 1000
                         ),
                     ));
                 }
                 // Back from lost: nothing vouched for its nodes meanwhile, so they show
                 // REBUILDING until this start has observed them.
-                if tx
-                    .cloud_get(&row.name)?
-                    .is_some_and(|old| view(old, now).is_lost())
+                if old
+                    .as_ref()
+                    .is_some_and(|o| view(o.clone(), Duration::ZERO).is_lost())
                 {
                     tx.services_unobserved(&row.name, now)?;
                 }
                 tx.cloud_register(&row)?;
-                tx.services_set_host(&row.name, &row.host)?;
-                // The data directory's lock says every earlier start of this instance is
-                // gone: the promotions it claimed are this start's to roll forward.
-                if let Some((home, _)) = row.instance_id.rsplit_once('/') {
-                    tx.integration_release_home(&format!("{home}/"))?;
+                // A new address reaches the replicas that follow this cloud's primaries
+                // through a new generation of their role.
+                if tx.services_set_host(&row.name, &row.host)? > 0 {
+                    tx.replicas_repoint(&row.name, now)?;
+                }
+                // The promotions an earlier start of this instance claimed are this
+                // start's to roll forward, at once.
+                if same_home && let Some(old) = &old {
+                    tx.integration_release_owner(&old.instance_id)?;
                 }
                 Ok(tx.clouds()?)
             })
             .await?;
-        *self.clouds.write().unwrap_or_else(|p| p.into_inner()) = rows;
+        self.set_clouds(rows);
         info!(cloud = %row.name, host = %row.host, api_url = %row.api_url, "cloud registered");
         Ok(())
     }
-
-    /// Renews this instance's heartbeat and refreshes its copy of every cloud.
-    async fn cloud_heartbeat(&self) -> Result<bool, AppError> {
-        let now = now_micros();
-        let (mine, rows) = self
-            .store
-            .write(|tx| {
-                let mine =
-                    tx.cloud_heartbeat(&self.config.cloud.name, &self.config.instance_id, now)?;
-                Ok::<_, AppError>((mine, tx.clouds()?))
-            })
-            .await?;
-        *self.clouds.write().unwrap_or_else(|p| p.into_inner()) = rows;
-        Ok(mine)
-    }
 }
 
-/// Keeps this instance's cloud alive in the store and, on a shared store, wakes the
+/// Keeps this instance's cloud alive in the store (a task of its own, so no slow read
+/// delays it) and, on a shared store, refreshes the copy of every cloud and wakes the
 /// reconciler when another instance changed this cloud's nodes. Runs until `shutdown`.
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeats = tokio::spawn(keep_alive(app.clone(), shutdown.clone()));
     let mut poll = tokio::time::interval(CHANGE_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refresh = tokio::time::interval(CLOUDS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<i64> = None;
-    let mut failing = false;
     loop {
         tokio::select! {
-            _ = heartbeat.tick() => match app.cloud_heartbeat().await {
-                Ok(true) => {
-                    if failing {
-                        info!(cloud = app.my_cloud(), "cloud heartbeat renewed again");
-                    }
-                    failing = false;
-                }
-                Ok(false) => {
-                    error!(cloud = app.my_cloud(),
-                           "another Keyhaven took this cloud over; this instance no longer owns its nodes' registration");
-                }
-                Err(e) => {
-                    if !failing {
-                        warn!(cloud = app.my_cloud(), error = %e, "cannot renew the cloud's heartbeat");
-                    }
-                    failing = true;
-                }
-            },
             _ = poll.tick(), if app.store.is_shared() => {
                 let cloud = app.my_cloud().to_string();
                 if let Ok(n) = app.store.read(|tx| tx.cloud_change_count(&cloud)).await {
@@ -222,11 +242,47 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                 }
             }
             _ = refresh.tick(), if app.store.is_shared() => {
-                if let Ok(rows) = app.store.read(|tx| tx.clouds()).await {
-                    *app.clouds.write().unwrap_or_else(|p| p.into_inner()) = rows;
+                let _ = app.clouds_now().await;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    let _ = heartbeats.await;
+}
+
+async fn keep_alive(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let (name, id) = (app.my_cloud().to_string(), app.config.instance_id.clone());
+        match app
+            .store
+            .write_row(|tx| tx.cloud_heartbeat(&name, &id))
+            .await
+        {
+            Ok(true) => {
+                if failing {
+                    info!(cloud = %name, "cloud heartbeat renewed again");
+                }
+                failing = false;
+            }
+            Ok(false) => {
+                if !app.fenced.swap(true, Ordering::SeqCst) {
+                    error!(cloud = %name,
+                           "another Keyhaven took this cloud over: this instance no longer acts on its nodes; stop it");
                 }
             }
-            _ = shutdown.changed() => return,
+            Err(e) => {
+                if !failing {
+                    warn!(cloud = %name, error = %e, "cannot renew the cloud's heartbeat");
+                }
+                failing = true;
+            }
         }
     }
 }

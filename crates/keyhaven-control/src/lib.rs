@@ -110,7 +110,9 @@ pub struct App {
     /// When the reconciler last finished an activation (`ready.rs`, `GET /readyz`).
     reconciled_at: Mutex<Option<Instant>>,
     /// Every registered cloud, as of this instance's last heartbeat (`cloud.rs`).
-    clouds: std::sync::RwLock<Vec<keyhaven_store::CloudRow>>,
+    clouds: std::sync::RwLock<cloud::CloudCache>,
+    /// Another instance took this instance's cloud over (`cloud.rs`): it acts on no node.
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -135,6 +137,7 @@ impl App {
             node_guards: Mutex::default(),
             reconciled_at: Mutex::default(),
             clouds: std::sync::RwLock::default(),
+            fenced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -146,15 +146,17 @@ pub(crate) enum Outcome {
 
 /// How long a promotion's claim in the store holds without its instance: an instance that
 /// dies mid-promotion leaves its claim, and another may take the promotion over (roll it
-/// forward) once it expired. Every step of a promotion is bounded well inside it.
-const CLAIM_TTL: Duration = Duration::from_secs(60);
+/// forward) once it expired; the same instance started again takes it over at once. Longer
+/// than the sum of every bound of a promotion (snapshot, catch-up, AOF, node timeouts).
+pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(600);
 
 /// Marks a link's promotion as running in this process, and claimed in the store for this
 /// instance (so no other instance runs it); both released on drop.
 pub(crate) struct InFlight {
     app: Arc<App>,
     link: String,
-    claimed: bool,
+    /// The claim's expiry in the store, when this process holds one.
+    claimed: Option<i64>,
 }
 
 impl Drop for InFlight {
@@ -164,13 +166,13 @@ impl Drop for InFlight {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.link);
-        if self.claimed {
+        if let Some(until) = self.claimed {
             let (app, link) = (self.app.clone(), self.link.clone());
             tokio::spawn(async move {
                 let owner = app.config.instance_id.clone();
                 if let Err(e) = app
                     .store
-                    .write(|tx| tx.integration_release(&link, &owner))
+                    .write(|tx| tx.integration_release(&link, &owner, until))
                     .await
                 {
                     warn!(link = %link, error = %e, "could not release a promotion's claim; it expires by itself");
@@ -219,7 +221,7 @@ impl App {
         let mut held = InFlight {
             app: self.clone(),
             link: link.to_string(),
-            claimed: false,
+            claimed: None,
         };
         let now = now_micros();
         let until = now + CLAIM_TTL.as_micros() as i64;
@@ -230,7 +232,7 @@ impl App {
             .await
         {
             Ok(true) => {
-                held.claimed = true;
+                held.claimed = Some(until);
                 Some(held)
             }
             Ok(false) | Err(_) => None,
@@ -247,15 +249,17 @@ impl App {
     /// Whether the primary's process exists. In this instance's cloud its runtime knows.
     /// In another cloud, only that cloud's instance could tell: while it is alive, a
     /// primary that does not answer is taken to run (never down: nothing acknowledged is
-    /// thrown away on a guess); once its heartbeat expired and the node does not answer
-    /// either (the caller's PING failed), nothing vouches for it and it is down
-    /// (DESIGN → Promotion 3).
-    async fn primary_process(&self, primary: &ServiceRow) -> NodeProcess {
-        if self.is_mine(&primary.cloud) {
+    /// thrown away on a guess); once its heartbeat expired and the node refuses the
+    /// connection (the caller's PING failed without timing out), nothing vouches for it and
+    /// it is down (DESIGN → Promotion 3). A node that timed out may be alive and stalled:
+    /// it runs.
+    async fn primary_process(&self, primary: &ServiceRow, timed_out: bool) -> NodeProcess {
+        if primary.cloud == self.my_cloud() {
             return self.runtime.process(&primary.id).await;
         }
         match self.cloud(&primary.cloud) {
             Some(c) if !c.is_lost() => NodeProcess::Running,
+            _ if timed_out => NodeProcess::Running,
             _ => NodeProcess::NotRunning,
         }
     }
@@ -414,6 +418,9 @@ impl App {
         crate::failpoint::hit("promotion.staged");
 
         let ping_timeout = Duration::from_millis(self.config.promotion_ping_timeout_ms);
+        // Whether the primary's silence was a timeout (it may be alive and stalled) rather
+        // than a refused or broken connection.
+        let mut timed_out = false;
         let primary_admin = match Admin::connect(
             &self.node_host(&primary),
             primary.port,
@@ -422,8 +429,17 @@ impl App {
         )
         .await
         {
-            Ok(mut p) => p.ping().await.is_ok().then_some(p),
-            Err(_) => None,
+            Ok(mut p) => match p.ping().await {
+                Ok(()) => Some(p),
+                Err(e) => {
+                    timed_out = e.is_timeout();
+                    None
+                }
+            },
+            Err(e) => {
+                timed_out = e.is_timeout();
+                None
+            }
         };
         let outcome = match primary_admin {
             Some(mut p) => {
@@ -436,7 +452,7 @@ impl App {
                 )
                 .await
             }
-            None => match self.primary_process(&primary).await {
+            None => match self.primary_process(&primary, timed_out).await {
                 // Right after a restart the reconciler may not have started the primary
                 // yet: a roll-forward gives it a few attempts before taking it for down.
                 NodeProcess::NotRunning

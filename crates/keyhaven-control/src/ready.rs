@@ -20,6 +20,12 @@ impl App {
     /// `Ok` when this server can do its work, else why not (one sentence an operator can
     /// act on).
     pub async fn readiness(&self) -> Result<(), String> {
+        if self.is_fenced() {
+            return Err(format!(
+                "another Keyhaven took cloud '{}' over; this instance acts on no node and should be stopped",
+                self.my_cloud()
+            ));
+        }
         self.store
             .probe_write(now_micros())
             .await

@@ -308,10 +308,18 @@ pub async fn activate(app: &Arc<App>) -> Report {
     let mut primaries = tokio::task::JoinSet::new();
     // A replica here may follow a primary in another cloud: that one is observed too (to
     // compare offsets), and recorded by its own instance.
-    let remote_primaries = sources
+    // Each once, and not those that cannot answer (powered off, or in a lost cloud): their
+    // replicas here then show no gap rather than every activation waiting on a timeout.
+    let remote_ids: HashSet<&str> = sources
         .values()
-        .filter_map(|l| all.iter().find(|s| s.id == l.source_service_id))
-        .filter(|s| !app.is_mine(&s.cloud));
+        .map(|l| l.source_service_id.as_str())
+        .collect();
+    let remote_primaries = all.iter().filter(|s| {
+        remote_ids.contains(s.id.as_str())
+            && !app.is_mine(&s.cloud)
+            && s.powered
+            && app.cloud(&s.cloud).is_some_and(|c| !c.is_lost())
+    });
     for service in services
         .iter()
         .filter(|s| s.role == Role::Primary && s.powered)

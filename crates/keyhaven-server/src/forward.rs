@@ -16,8 +16,9 @@ use std::time::Duration;
 
 /// Marks a request one instance passed on to another.
 pub const FORWARDED: &str = "x-keyhaven-forwarded";
-/// A promotion answers within its bounds (pause, catch-up, snapshot) well inside this.
-const TIMEOUT: Duration = Duration::from_secs(60);
+/// Longer than every bound of a promotion together (snapshot, catch-up, AOF, node
+/// timeouts): the owner answers before this, whatever happens.
+const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn was_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED)
@@ -53,6 +54,7 @@ pub async fn to(
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let client = reqwest::Client::builder()
         .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| unavailable(e.to_string()))?;
     let mut request = client
@@ -61,10 +63,21 @@ pub async fn to(
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         request = request.header(header::AUTHORIZATION, auth.clone());
     }
-    let answer = request
-        .send()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    // Only a request that never reached the owner surely changed nothing; one that was
+    // sent and then lost its answer may have been carried out.
+    let answer = request.send().await.map_err(|e| {
+        if e.is_connect() {
+            unavailable(e.to_string())
+        } else {
+            HttpError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "cloud_outcome_unknown",
+                format!(
+                    "The Keyhaven instance of cloud '{cloud}' ({api_url}) got the request but its answer was lost ({e}); it may have been carried out: look at the service before retrying"
+                ),
+            )
+        }
+    })?;
     let status = answer.status();
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
     let body = answer

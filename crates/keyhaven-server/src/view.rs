@@ -122,7 +122,7 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
         error: lost.or_else(|| h.error.clone()),
     };
 
-    let node_state = if row.state == ServiceState::Running {
+    let node_state = if state == ServiceState::Running.as_str() {
         "running"
     } else if h.sync_in_progress || (h.answered && row.role == Role::Replica) {
         "syncing_data"

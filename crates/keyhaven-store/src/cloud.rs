@@ -22,8 +22,11 @@ pub struct CloudRow {
     /// The start of Keyhaven that serves it now (a new id each start).
     pub instance_id: String,
     pub started_at: i64,
-    /// µs since the epoch of the instance's last heartbeat.
+    /// µs since the epoch of the instance's last heartbeat, on the database's clock.
     pub heartbeat_at: i64,
+    /// µs since that heartbeat when this row was read, on the database's clock (so no two
+    /// hosts' clocks are compared); 0 for a row not read from the store.
+    pub heartbeat_age_us: i64,
 }
 
 const COLS: &str = "name, provider, region, description, host, api_url, port_min, port_max, \
@@ -42,15 +45,18 @@ fn from_row(r: Row) -> Result<CloudRow> {
         instance_id: r.text(8)?,
         started_at: r.int(9)?,
         heartbeat_at: r.int(10)?,
+        heartbeat_age_us: r.int(11)?,
     })
 }
 
 impl Tx<'_> {
-    /// Registers (or re-registers, at a new start) the cloud an instance serves.
+    /// Registers (or re-registers, at a new start) the cloud an instance serves; its
+    /// heartbeat is the database's now.
     pub fn cloud_register(&self, c: &CloudRow) -> Result<()> {
+        let now = self.now_sql();
         self.exec(
             &format!(
-                "INSERT INTO clouds ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                "INSERT INTO clouds ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, {now})
                  ON CONFLICT (name) DO UPDATE SET provider = excluded.provider,
                      region = excluded.region, description = excluded.description,
                      host = excluded.host, api_url = excluded.api_url,
@@ -69,7 +75,6 @@ impl Tx<'_> {
                 c.port_max,
                 &c.instance_id,
                 c.started_at,
-                c.heartbeat_at
             ],
         )?;
         Ok(())
@@ -77,23 +82,29 @@ impl Tx<'_> {
 
     /// Renews the heartbeat of `name`, if `instance_id` still serves it. False when another
     /// start of Keyhaven took the cloud over.
-    pub fn cloud_heartbeat(&self, name: &str, instance_id: &str, now: i64) -> Result<bool> {
+    pub fn cloud_heartbeat(&self, name: &str, instance_id: &str) -> Result<bool> {
+        let now = self.now_sql();
         Ok(self.exec(
-            "UPDATE clouds SET heartbeat_at = ?3 WHERE name = ?1 AND instance_id = ?2",
-            p![name, instance_id, now],
+            &format!("UPDATE clouds SET heartbeat_at = {now} WHERE name = ?1 AND instance_id = ?2"),
+            p![name, instance_id],
         )? == 1)
     }
 
     pub fn clouds(&self) -> Result<Vec<CloudRow>> {
-        self.rows(&format!("SELECT {COLS} FROM clouds ORDER BY name"), p![])?
-            .into_iter()
-            .map(from_row)
-            .collect()
+        let now = self.now_sql();
+        self.rows(
+            &format!("SELECT {COLS}, {now} - heartbeat_at FROM clouds ORDER BY name"),
+            p![],
+        )?
+        .into_iter()
+        .map(from_row)
+        .collect()
     }
 
     pub fn cloud_get(&self, name: &str) -> Result<Option<CloudRow>> {
+        let now = self.now_sql();
         self.row(
-            &format!("SELECT {COLS} FROM clouds WHERE name = ?1"),
+            &format!("SELECT {COLS}, {now} - heartbeat_at FROM clouds WHERE name = ?1"),
             p![name],
         )?
         .map(from_row)

@@ -153,23 +153,22 @@ impl Tx<'_> {
         )? == 1)
     }
 
-    /// Drops every claim held by an earlier start of the instance whose ids begin with
-    /// `home` (its host and data directory): that start is gone, its promotions are to be
-    /// rolled forward by this one at once rather than after their claims expire.
-    pub fn integration_release_home(&self, home: &str) -> Result<u64> {
+    /// Drops every claim `owner` (an earlier start of this instance, gone) held: its
+    /// promotions are to be rolled forward now rather than after their claims expire.
+    pub fn integration_release_owner(&self, owner: &str) -> Result<u64> {
         self.exec(
-            "UPDATE integrations SET claim_owner = NULL, claim_expires = NULL
-             WHERE substr(claim_owner, 1, length(?1)) = ?1",
-            p![home],
+            "UPDATE integrations SET claim_owner = NULL, claim_expires = NULL WHERE claim_owner = ?1",
+            p![owner],
         )
     }
 
-    /// Gives up `owner`'s claim on this link's promotion.
-    pub fn integration_release(&self, id: &str, owner: &str) -> Result<()> {
+    /// Gives up the claim `owner` took until `until`: a newer claim (taken again since, by
+    /// `owner` too) stays.
+    pub fn integration_release(&self, id: &str, owner: &str, until: i64) -> Result<()> {
         self.exec(
             "UPDATE integrations SET claim_owner = NULL, claim_expires = NULL
-             WHERE id = ?1 AND claim_owner = ?2",
-            p![id, owner],
+             WHERE id = ?1 AND claim_owner = ?2 AND claim_expires = ?3",
+            p![id, owner, until],
         )?;
         Ok(())
     }

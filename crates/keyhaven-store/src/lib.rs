@@ -117,7 +117,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.transaction(true, f)
+        self.transaction(Mode::Write, f)
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).
@@ -125,7 +125,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.transaction(false, f)
+        self.transaction(Mode::Read, f)
     }
 
     /// The same, for code that is not async (start-up, tests).
@@ -133,24 +133,34 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.transaction(true, f)
+        self.transaction(Mode::Write, f)
+    }
+
+    /// A write of one row that checks no rule across rows (a heartbeat, the readiness
+    /// probe): on PostgreSQL it does not queue behind the other writes' lock, so a busy
+    /// store never makes an instance's heartbeat late.
+    pub async fn write_row<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.transaction(Mode::WriteRow, f)
     }
 
     fn transaction<T, E: From<StoreError>>(
         &self,
-        write: bool,
+        mode: Mode,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         off_the_workers(|| match &self.backend {
-            Backend::Sqlite(db) => db.transaction(write, f),
-            Backend::Postgres(db) => db.transaction(write, f),
+            Backend::Sqlite(db) => db.transaction(mode != Mode::Read, f),
+            Backend::Postgres(db) => db.transaction(mode, f),
         })
     }
 
     /// Proves the store takes writes: rewrites the one row of `readiness_probe` in a
     /// committed (and synced) transaction. Used by `GET /readyz`.
     pub async fn probe_write(&self, now_micros: i64) -> Result<()> {
-        self.write(|tx| {
+        self.write_row(|tx| {
             tx.exec(
                 "INSERT INTO readiness_probe (id, probe_time) VALUES (1, ?1)
                  ON CONFLICT(id) DO UPDATE SET probe_time = excluded.probe_time",
@@ -160,6 +170,16 @@ impl Store {
         })
         .await
     }
+}
+
+/// What a transaction may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Read,
+    /// Holds the store's write lock from its start.
+    Write,
+    /// Writes one row, without the store's write lock.
+    WriteRow,
 }
 
 /// Runs blocking store work so that it does not hold up an async worker: on the

@@ -11,11 +11,11 @@
 //! retries, and it keeps every write closure run exactly once.
 
 use crate::sql::{Inner, Tx};
-use crate::{Result, StoreError, schema};
+use crate::{Mode, Result, StoreError, schema};
 use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls};
 use std::cell::RefCell;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// The advisory lock every write transaction holds (an arbitrary constant: "KH" + 1).
@@ -23,11 +23,20 @@ const WRITE_LOCK: i64 = 0x4b48_0001;
 /// The advisory lock held while migrations run, so two instances starting together do not
 /// both apply one.
 pub(crate) const MIGRATE_LOCK: i64 = 0x4b48_0002;
+/// Idle connections kept for reuse.
 const POOL_MAX: usize = 8;
+/// Connections open at once, at most: a flood of requests waits for one (up to
+/// [`CONNECTION_WAIT`], then 503) instead of using up the database's connections, which
+/// every instance's heartbeats need too.
+const OPEN_MAX: usize = 16;
+const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) struct Postgres {
     config: Config,
     pool: Mutex<Vec<Client>>,
+    /// Connections checked out now, and the wait for one to come back.
+    busy: Mutex<usize>,
+    returned: Condvar,
     /// host:port/dbname, for logs: never the password.
     pub(crate) description: String,
 }
@@ -41,7 +50,14 @@ impl Postgres {
             .connect_timeout(Duration::from_secs(3))
             .application_name("keyhaven")
             // A statement that cannot get its lock in 5 s fails (503) instead of piling up.
-            .options("-c lock_timeout=5000 -c statement_timeout=15000");
+            .options("-c lock_timeout=5000 -c statement_timeout=15000")
+            // A database that vanishes from the network (a partition, a failover) is
+            // noticed in seconds, not after minutes of TCP retransmissions.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(10));
         let hosts = config
             .get_hosts()
             .iter()
@@ -59,6 +75,8 @@ impl Postgres {
         let pg = Postgres {
             config,
             pool: Mutex::new(Vec::new()),
+            busy: Mutex::new(0),
+            returned: Condvar::new(),
             description,
         };
         let mut client = pg.client()?;
@@ -67,16 +85,38 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// A connection: a pooled one that still answers (a restarted PostgreSQL leaves pooled
+    /// clients that look open until used), else a new one.
     fn client(&self) -> Result<Client> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match pooled {
-            Some(c) if !c.is_closed() => Ok(c),
-            Some(c) => {
-                discard(vec![c]);
-                self.config.connect(NoTls).map_err(error)
+        if let Some(mut c) = pooled {
+            if !c.is_closed() && c.is_valid(Duration::from_secs(2)).is_ok() {
+                return Ok(c);
             }
-            None => self.config.connect(NoTls).map_err(error),
+            discard(vec![c]);
         }
+        self.config.connect(NoTls).map_err(error)
+    }
+
+    /// Waits for a free connection slot (at most [`OPEN_MAX`] in use).
+    fn acquire(&self) -> Result<()> {
+        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut busy, waited) = self
+            .returned
+            .wait_timeout_while(busy, CONNECTION_WAIT, |n| *n >= OPEN_MAX)
+            .unwrap_or_else(|p| p.into_inner());
+        if waited.timed_out() && *busy >= OPEN_MAX {
+            return Err(StoreError::Unavailable(format!(
+                "all {OPEN_MAX} connections to PostgreSQL are busy"
+            )));
+        }
+        *busy += 1;
+        Ok(())
+    }
+
+    fn release(&self) {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.returned.notify_one();
     }
 
     fn put(&self, client: Client) {
@@ -91,20 +131,28 @@ impl Postgres {
 
     pub fn transaction<T, E: From<StoreError>>(
         &self,
-        write: bool,
+        mode: Mode,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let mut client = self.client()?;
-        let result = Self::run(&mut client, write, f);
-        self.put(client);
+        self.acquire()?;
+        let result = match self.client() {
+            Ok(mut client) => {
+                let result = Self::run(&mut client, mode, f);
+                self.put(client);
+                result
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.release();
         result
     }
 
     fn run<T, E: From<StoreError>>(
         client: &mut Client,
-        write: bool,
+        mode: Mode,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
+        let write = mode != Mode::Read;
         let mut tx = client
             .build_transaction()
             .isolation_level(if write {
@@ -115,7 +163,7 @@ impl Postgres {
             .read_only(!write)
             .start()
             .map_err(error)?;
-        if write {
+        if mode == Mode::Write {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
                 .map_err(error)?;
         }

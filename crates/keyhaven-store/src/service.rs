@@ -329,6 +329,21 @@ impl Tx<'_> {
         )
     }
 
+    /// A new generation of the role of every replica that follows a primary of `cloud`
+    /// through an active link, so its running node is pointed at the primary's new address.
+    pub fn replicas_repoint(&self, cloud: &str, now: i64) -> Result<()> {
+        let dests = self.rows(
+            "SELECT i.dest_service_id FROM integrations i
+             JOIN services s ON s.id = i.source_service_id
+             WHERE s.cloud = ?1 AND i.status = 'active' ORDER BY i.dest_service_id",
+            p![cloud],
+        )?;
+        for d in dests {
+            self.service_set_role(&d.text(0)?, Role::Replica, now)?;
+        }
+        Ok(())
+    }
+
     /// Marks the RUNNING services of `cloud` REBUILDING until they are observed again: their
     /// cloud was lost, and what was last recorded of them is no longer known to be true.
     pub fn services_unobserved(&self, cloud: &str, now: i64) -> Result<u64> {

@@ -130,6 +130,15 @@ pub(crate) enum Inner<'a> {
 }
 
 impl Tx<'_> {
+    /// The database's own clock, µs since the epoch, as an SQL expression: what instances
+    /// on different hosts compare (a heartbeat's age), so no two hosts' clocks are.
+    pub(crate) fn now_sql(&self) -> &'static str {
+        match &self.inner {
+            Inner::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+            Inner::Postgres(_) => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+        }
+    }
+
     /// Runs a statement; returns how many rows it changed.
     pub(crate) fn exec(&self, sql: &str, params: &[Val<'_>]) -> Result<u64> {
         match &self.inner {

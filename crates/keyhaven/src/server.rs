@@ -225,7 +225,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         description: if args.cloud == "local" {
             keyhaven_core::Cloud::local().description
         } else {
-            format!("Local processes on host {advertise_host}")
+            format!("Local processes on the host of cloud {}", args.cloud)
         },
     };
 

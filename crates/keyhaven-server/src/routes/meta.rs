@@ -67,19 +67,22 @@ pub async fn metrics(
 
 /// The registered clouds, in Aiven's fields; with `with_hosts` (a token) also where each
 /// cloud's nodes and API are and whether its instance is alive, never for anonymous callers.
+/// A token holder's list is read from the store; an anonymous one is this instance's copy
+/// (refreshed twice a second), so anonymous callers never reach the database.
 async fn clouds(app: &App, with_hosts: bool) -> Result<CloudList, HttpError> {
-    let now = keyhaven_core::time::now_micros();
+    let views = if with_hosts {
+        app.clouds_now().await?
+    } else {
+        app.clouds()
+    };
     Ok(CloudList {
-        clouds: app
-            .clouds_now()
-            .await?
+        clouds: views
             .into_iter()
             .map(|c| Cloud {
                 keyhaven_host: with_hosts.then(|| c.row.host.clone()),
                 keyhaven_api_url: with_hosts.then(|| c.row.api_url.clone()),
                 keyhaven_alive: with_hosts.then(|| !c.is_lost()),
-                keyhaven_heartbeat_age_ms: with_hosts
-                    .then(|| now.saturating_sub(c.row.heartbeat_at) / 1000),
+                keyhaven_heartbeat_age_ms: with_hosts.then_some(c.heartbeat_age_us / 1000),
                 cloud_name: c.row.name,
                 cloud_description: c.row.description,
                 geo_region: c.row.region,

@@ -73,27 +73,33 @@ async fn clouds(p: &Platform) -> Vec<(String, bool, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_in_another_cloud_replicates_across_hosts_and_is_promoted_through_either_api() {
     let (a, b) = two_hosts().await;
-    // Every instance lists every cloud; addresses only for a token.
-    let open: Value = a
-        .http
-        .get(a.url("/v1/clouds"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = open["clouds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["cloud_name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["east", "west"], "{open}");
-    assert!(
-        open["clouds"][0].get("keyhaven_host").is_none(),
-        "an anonymous caller sees a host: {open}"
-    );
+    // Every instance lists every cloud (the anonymous list from its copy, refreshed twice
+    // a second); addresses only for a token.
+    let open: Value = wait_for("A to list B's cloud", Duration::from_secs(5), async || {
+        let open: Value = a
+            .http
+            .get(a.url("/v1/clouds"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = open["clouds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["cloud_name"].as_str().unwrap())
+            .collect();
+        (names == ["east", "west"]).then_some(open)
+    })
+    .await;
+    for c in open["clouds"].as_array().unwrap() {
+        assert!(
+            c.get("keyhaven_host").is_none() && !c.to_string().contains("127.0.0."),
+            "an anonymous caller sees a host: {open}"
+        );
+    }
     assert_eq!(
         clouds(&b).await,
         [
@@ -231,7 +237,7 @@ async fn an_instance_restarted_adopts_only_its_own_nodes() {
     kill9(b.server_pid());
     b.wait_server_gone().await;
     b.start_server().await;
-    // A change made through A while B was away reaches B's node once it is back.
+    // B's node is RUNNING again under the restarted B, adopted, not restarted.
     b.wait_running("w1").await;
     assert_eq!(
         b.node_pid(&west),
@@ -415,4 +421,82 @@ async fn while_postgresql_restarts_the_api_answers_503_and_nothing_is_half_made(
     p.create("during", "startup-4", None).await;
     p.wait_running("during").await;
     assert_eq!(p.running_nodes().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_hosts_primary_that_only_times_out_is_taken_for_alive() {
+    let (mut a, b) = two_hosts().await;
+    let primary = create_in(&a, "slow", "east", None).await;
+    create_in(&a, "slow-west", "west", Some("slow")).await;
+    b.wait_running("slow-west").await;
+    let mut p = valkey(&primary).await;
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg(1)
+        .query_async(&mut p)
+        .await
+        .unwrap();
+    // A's instance is gone; its primary still runs but is frozen: it times out.
+    let node = a.node_pid(&primary);
+    kill9(a.server_pid());
+    a.wait_server_gone().await;
+    signal(node, "-STOP");
+    wait_for("cloud east lost", Duration::from_secs(30), async || {
+        clouds(&b)
+            .await
+            .iter()
+            .any(|(name, alive, _)| name == "east" && !alive)
+            .then_some(())
+    })
+    .await;
+    let link = b.link_id("slow-west").await;
+    let (status, body) = b.delete_link(&link).await;
+    signal(node, "-CONT");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["errors"][0]["error_code"], "primary_unresponsive",
+        "{body}"
+    );
+    // Thawed, it answers: the promotion catches up with it, losing nothing.
+    let (status, body) = b.delete_link(&link).await;
+    assert_eq!(status, 200, "{body}");
+    let promoted = b.wait_running("slow-west").await;
+    assert!(
+        promoted["keyhaven_replication"]["lost_bytes_estimate"].is_null(),
+        "a caught-up promotion recorded a loss: {promoted}"
+    );
+    let mut r = valkey(&promoted).await;
+    let v: Option<i64> = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(v, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_whose_cloud_was_taken_over_stops_acting_and_says_so() {
+    let a = Platform::first_host(EAST.0, EAST.1).await;
+    wait_for("A ready", Duration::from_secs(10), async || {
+        let (status, _) = a.call("GET", "/readyz", None).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    // Another start registered the cloud (as after a partition): A's heartbeat no longer
+    // matches, and A fences itself.
+    let url = a.database_url.clone().unwrap();
+    pg::shared().psql_in(
+        &url,
+        "UPDATE clouds SET instance_id = 'elsewhere:/data/other-start' WHERE name = 'east'",
+    );
+    let reason = wait_for("A fenced", Duration::from_secs(10), async || {
+        let (status, body) = a.call("GET", "/readyz", None).await;
+        (status == 503).then(|| body["message"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    assert!(reason.contains("took cloud 'east' over"), "{reason}");
+    assert!(
+        a.server_log()
+            .contains("another Keyhaven took this cloud over")
+    );
 }

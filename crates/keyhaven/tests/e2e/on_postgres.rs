@@ -2,7 +2,8 @@
 //! itself once more with `KEYHAVEN_TEST_STORE=postgres`, so every platform of the modules
 //! below keeps its state in a fresh PostgreSQL database instead of SQLite. The modules are
 //! those whose guarantees live in the store: names and quotas, the five-replica limit
-//! under concurrency, the promotion intent, users and tokens, service changes. Tests that
+//! under concurrency, the promotion intent (and its roll-forward after a crash at each
+//! step), users and tokens, service changes. Tests that
 //! open the SQLite file itself (an old database's upgrade, a token from before prefixes
 //! were kept) stay SQLite-only.
 
@@ -13,6 +14,8 @@ const MODULES: &[&str] = &[
     "service_api::",
     "replicas::",
     "promotion::",
+    // The promotion intent: Keyhaven killed at each step rolls it forward from the store.
+    "crashes::",
     "update::",
     "identity::",
 ];

@@ -217,6 +217,25 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Runs one SQL command in the database of `database_url`; panics if it fails.
+    pub fn psql_in(&self, database_url: &str, sql: &str) -> String {
+        let database = database_url.rsplit('/').next().unwrap();
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1"])
+            .args(["-At", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
 /// Whether the store-dependent tests run against PostgreSQL (`KEYHAVEN_TEST_STORE=postgres`)
 /// instead of the embedded SQLite.
 pub fn selected() -> bool {
