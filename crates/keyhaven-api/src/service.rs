@@ -243,6 +243,9 @@ pub struct Replication {
     pub sync_progress_percent: Option<u8>,
     /// Set when this service was promoted while its primary was down: the bytes it may lack.
     pub lost_bytes_estimate: Option<i64>,
+    /// Primary: a promoted replica's first AOF is still being written. Until it is, a crash
+    /// of the node restarts it from its last snapshot: writes since are lost.
+    pub aof_pending: bool,
     /// Primary: its replicas and how far behind each is.
     pub replicas: Vec<ReplicaSummary>,
     /// When this was observed (ISO 8601); null before the first observation.

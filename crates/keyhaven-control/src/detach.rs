@@ -57,6 +57,7 @@ impl App {
             behind_at_pause: None,
             without_catch_up: Some(why),
             lost_bytes_estimate: replica.health.bytes_behind.map(|b| b.max(0)),
+            aof_pending: false,
         })
     }
 
@@ -106,6 +107,7 @@ impl App {
                 behind_at_pause: None,
                 without_catch_up: None,
                 lost_bytes_estimate: None,
+                aof_pending: false,
             });
         }
 
@@ -229,6 +231,7 @@ impl App {
                     behind_at_pause: Some(behind),
                     without_catch_up: None,
                     lost_bytes_estimate: None,
+                    aof_pending: false,
                 })
             }
             // Lossy: detached although behind.
@@ -240,6 +243,7 @@ impl App {
                 behind_at_pause: (bytes >= 0).then_some(bytes),
                 without_catch_up: Some(NoCatchUp::ReplicaBehind),
                 lost_bytes_estimate: (bytes >= 0).then_some(bytes),
+                aof_pending: false,
             }),
             CatchUp::Behind(bytes) => Outcome::Abandon(AppError::Unavailable {
                 code: "replica_behind",

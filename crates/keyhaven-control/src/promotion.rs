@@ -5,9 +5,12 @@
 //!    the request's `lossy` choice) and the replica's desired role becomes primary at the
 //!    next generation. Of concurrent requests exactly one moves the link from `active`; the
 //!    others get 409 `promotion_in_progress` while it runs, 404 once the link is gone.
-//! 2. The replica writes a snapshot and its config is staged as a primary (and its staged
-//!    generation recorded), so neither a node restart nor a stale reconciler pass brings it
-//!    back following the old primary.
+//! 2. The replica's snapshot: a node restarted in its staged role starts from it, so it must
+//!    hold the data. When the one on disk holds keys (its RDB header says so), a fresh one is
+//!    started and not waited for; when it is missing or holds none, the promotion waits for
+//!    one. Then the config is staged as a primary (and its staged generation recorded), so
+//!    neither a node restart nor a stale reconciler pass brings it back following the old
+//!    primary.
 //! 3. If the primary answers a PING within the PING timeout: `CLIENT PAUSE <bound> WRITE`
 //!    on it, read its replication id and offset once right after the pause, wait until the
 //!    replica is linked to that same history and its offset is at or past it (not equal: a
@@ -24,13 +27,15 @@
 //!
 //!    Only a lossy request (`?lossy=true`) detaches without catch-up from a live primary
 //!    (silent, or one whose replica cannot catch up within the bound), recording the gap.
-//! 5. The promoted node turns its AOF on; once its first AOF is written (until then a
-//!    restart could only start from its last RDB snapshot), the link is deleted.
+//! 5. The promoted node turns its AOF on and the link is deleted; the request answers. The
+//!    first AOF is written in the background (`aof_pending` until it is): until then a
+//!    restart of the node starts from its last RDB snapshot (DESIGN → Promotion 7), so the
+//!    answer never waits for work that grows with the dataset.
 //!
 //! Answers: a refusal (4xx, 503) always means nothing changed, and nothing will. Once
 //! `REPLICAOF NO ONE` may have reached the replica the promotion is only ever rolled
-//! **forward**: when the request cannot finish it (a node timed out, the AOF is still being
-//! written) it answers [`Promotion::Finishing`] (202) and the reconciler finishes it. A crash
+//! **forward**: when the request cannot finish it (a node timed out, the promoted node is
+//! restarting) it answers [`Promotion::Finishing`] (202) and the reconciler finishes it. A crash
 //! anywhere in 1–5 leaves a `promoting` link that the reconciler rolls forward at the next
 //! start; a roll-forward waits for a live primary rather than abandon (the crashed request
 //! may have answered 202), and a role's generation only goes up, so a promoted node is never
@@ -49,9 +54,6 @@ use tracing::{info, warn};
 
 /// Connection and command timeout towards the replica during a promotion.
 pub(crate) const REPLICA_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a promotion waits for the promoted node's first AOF before it answers anyway
-/// (the reconciler finishes it; see RELIABILITY.md).
-const AOF_WAIT: Duration = Duration::from_secs(60);
 /// Longest wait for the replica's snapshot before a promotion.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
 /// Roll-forward attempts that wait for a primary without a process (the reconciler may be
@@ -87,6 +89,9 @@ pub struct Promoted {
     /// replica that could not catch up), else the last gap Keyhaven observed; `None` when
     /// nothing may be missing or when it is unknown (see `without_catch_up`).
     pub lost_bytes_estimate: Option<i64>,
+    /// The new primary's first AOF was still being written when the request answered: until
+    /// it is, a crash of the node restarts it from its last snapshot (DESIGN → Promotion 7).
+    pub aof_pending: bool,
 }
 
 /// Why a promotion detached the replica without catch-up.
@@ -103,6 +108,18 @@ pub enum NoCatchUp {
 impl Promoted {
     /// One sentence for the API's answer and the CLI.
     pub fn describe(&self) -> String {
+        let what = self.what_happened();
+        if self.aof_pending {
+            format!(
+                "{what}; its first AOF is being written in the background (until it is, a crash of '{}' restarts it from its last snapshot)",
+                self.replica
+            )
+        } else {
+            what
+        }
+    }
+
+    fn what_happened(&self) -> String {
         let (r, p) = (&self.replica, &self.primary);
         let gap = |lost: Option<i64>| match lost {
             Some(n) => format!(
@@ -403,9 +420,14 @@ impl App {
         let primary =
             primary.ok_or_else(|| AppError::Internal("promoting from a missing primary".into()))?;
         let new_spec = node_spec(&replica, None, "");
-        // A snapshot first: a replica that loaded its data straight into memory has none,
-        // and a node restarted in its staged primary role starts from it.
-        if let Err(e) = self.snapshot_replica(&replica).await {
+        // A snapshot first: a node restarted in its staged primary role starts from it, so
+        // it must never come back empty. One that holds keys will do (a restart in the
+        // window before the new primary's first AOF loses the writes since: DESIGN →
+        // Promotion 7), and a fresh one is started without waiting; a replica whose
+        // snapshot is missing or empty (it loaded its data straight into memory) waits for
+        // its first, which is quick exactly when there is little data.
+        let wait = self.runtime.snapshot_holds_keys(&replica.id).await != Some(true);
+        if let Err(e) = self.snapshot_replica(&replica, wait).await {
             return self
                 .abandon_or_fail(link, &replica, &primary, roll_forward, e)
                 .await;
@@ -498,11 +520,16 @@ impl App {
             Outcome::Uncertain(reason) => return Ok(self.finishing(&replica, reason)),
         };
 
-        // Step 5: the new primary's AOF on, and written, before the link goes. From here
-        // on every failure is answered "finishing": the replica takes writes already.
-        if let Err(e) = self.finish_role(&replica, &new_spec).await {
-            return Ok(self.finishing(&replica, e.to_string()));
-        }
+        // Step 5: the new primary's AOF on (written in the background), then the link goes.
+        // From here on every failure is answered "finishing": the replica takes writes.
+        let aof_pending = match self.finish_role(&replica, &new_spec).await {
+            Ok(pending) => pending,
+            Err(e) => return Ok(self.finishing(&replica, e.to_string())),
+        };
+        let promoted = Promoted {
+            aof_pending,
+            ..promoted
+        };
         crate::failpoint::hit("promotion.node_updated");
         if let Err(e) = self
             .store
@@ -535,55 +562,37 @@ impl App {
         }
     }
 
-    /// Applies the primary role to the detached node (starting it if it died) and waits,
-    /// bounded, until its first AOF is written.
-    async fn finish_role(&self, replica: &ServiceRow, spec: &NodeSpec) -> Result<(), AppError> {
-        let deadline = Instant::now() + AOF_WAIT;
-        loop {
-            match self.runtime.ensure(spec).await.map_err(runtime_error)? {
-                Ensured::Running {
-                    role_pending: false,
-                    ..
-                } => return Ok(()),
-                Ensured::Running { .. } if Instant::now() >= deadline => {
-                    return Err(AppError::Unavailable {
-                        code: "aof_pending",
-                        message: format!(
-                            "the promoted node's first AOF is still being written after {} s",
-                            AOF_WAIT.as_secs()
-                        ),
-                    });
-                }
-                Ensured::Running { .. } => {}
-                Ensured::BackingOff {
-                    port_in_use: true, ..
-                } => {
-                    // Another program took its port: move it; the next attempt finishes.
-                    let port = self.service_move_port(&replica.id).await?;
-                    return Err(AppError::Unavailable {
-                        code: "node_unavailable",
-                        message: format!(
-                            "The promoted node's port was taken; it moves to port {port}"
-                        ),
-                    });
-                }
-                Ensured::BackingOff { last_exit, .. } => {
-                    return Err(AppError::Unavailable {
-                        code: "node_unavailable",
-                        message: format!(
-                            "The promoted node is restarting ({last_exit}); the promotion finishes when it is back"
-                        ),
-                    });
-                }
+    /// Applies the primary role to the detached node (starting it if it died): its AOF is
+    /// turned on, and written in the background (returns whether that is still running:
+    /// `aof_pending`). The request does not wait for it: its time grows with the dataset
+    /// (DESIGN → Promotion 7); the reconciler finishes it.
+    async fn finish_role(&self, replica: &ServiceRow, spec: &NodeSpec) -> Result<bool, AppError> {
+        match self.runtime.ensure(spec).await.map_err(runtime_error)? {
+            Ensured::Running { role_pending, .. } => Ok(role_pending),
+            Ensured::BackingOff {
+                port_in_use: true, ..
+            } => {
+                // Another program took its port: move it; the next attempt finishes.
+                let port = self.service_move_port(&replica.id).await?;
+                Err(AppError::Unavailable {
+                    code: "node_unavailable",
+                    message: format!("The promoted node's port was taken; it moves to port {port}"),
+                })
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ensured::BackingOff { last_exit, .. } => Err(AppError::Unavailable {
+                code: "node_unavailable",
+                message: format!(
+                    "The promoted node is restarting ({last_exit}); the promotion finishes when it is back"
+                ),
+            }),
         }
     }
 
-    /// Makes the replica write an RDB snapshot and waits for it (bounded). An unreachable
+    /// Makes the replica write an RDB snapshot and, with `wait`, waits for it (bounded).
+    /// Without, it only starts one (or finds one being written). An unreachable
     /// replica is left for the later steps to handle; a replica already detached (a
     /// roll-forward) needs none.
-    async fn snapshot_replica(&self, replica: &ServiceRow) -> Result<(), AppError> {
+    async fn snapshot_replica(&self, replica: &ServiceRow, wait: bool) -> Result<(), AppError> {
         let host = self.node_host(replica);
         let Ok(mut r) = Admin::connect(
             &host,
@@ -636,6 +645,10 @@ impl App {
                     Err(e) => return Err(failed(e.to_string())),
                 }
                 continue;
+            }
+            // A snapshot that holds keys is on disk already: this one only freshens it.
+            if !wait {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(failed(format!(

@@ -180,6 +180,8 @@ pub async fn activate(app: &Arc<App>) -> Report {
     let mut ensure_errors: HashMap<String, String> = HashMap::new();
     // Powered-off services whose node was found stopped or was stopped in this activation.
     let mut stopped: HashSet<String> = HashSet::new();
+    // Primaries whose first AOF is still being written (a promoted replica, right after).
+    let mut aof_pending: HashSet<String> = HashSet::new();
     for service in &services {
         // Held from the read to the ensure: a credentials reset never has its new password
         // overwritten by a spec read before it.
@@ -239,7 +241,14 @@ pub async fn activate(app: &Arc<App>) -> Report {
             NodeAction::Ensure(spec) => spec,
         };
         match app.runtime.ensure(&spec).await {
-            Ok(Ensured::Running { just_started, .. }) => {
+            Ok(Ensured::Running {
+                just_started,
+                role_pending,
+                ..
+            }) => {
+                if role_pending && row.role == Role::Primary {
+                    aof_pending.insert(row.id.clone());
+                }
                 if just_started {
                     crate::failpoint::hit("reconciler.node_started");
                 }
@@ -353,7 +362,10 @@ pub async fn activate(app: &Arc<App>) -> Report {
             let Some((health, _)) = observed.remove(&service.id) else {
                 continue;
             };
-            plan::record_observed(service, health, ensure_errors.remove(&service.id), now)
+            let (state, mut health) =
+                plan::record_observed(service, health, ensure_errors.remove(&service.id), now);
+            health.aof_pending = aof_pending.contains(&service.id);
+            (state, health)
         } else if stopped.contains(&service.id) {
             report.powered_off += 1;
             plan::record_powered_off(service)

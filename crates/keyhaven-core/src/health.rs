@@ -46,6 +46,10 @@ pub struct NodeHealth {
     /// `connected_clients` of INFO clients (Keyhaven's own connections included).
     #[serde(default)]
     pub connected_clients: Option<i64>,
+    /// Primary: its first AOF is not written yet (a promoted replica, right after), as its
+    /// runtime reported when it was last ensured.
+    #[serde(default)]
+    pub aof_pending: bool,
     /// Keys in all of the node's databases (INFO keyspace).
     #[serde(default)]
     pub keys: Option<i64>,

@@ -12,6 +12,7 @@ pub mod info;
 pub mod local;
 pub mod observe;
 mod proc;
+pub mod rdb;
 
 use async_trait::async_trait;
 use keyhaven_core::Role;
@@ -130,6 +131,10 @@ pub trait Runtime: Send + Sync {
 
     /// Whether `port` is free for a new node here: nothing else on the host holds it now.
     fn port_available(&self, port: u16) -> bool;
+
+    /// Whether the node's snapshot on disk (what a restart in a primary role starts from)
+    /// holds any key: `None` when there is none or it cannot tell.
+    async fn snapshot_holds_keys(&self, id: &str) -> Option<bool>;
 }
 
 /// What a runtime knows of a node's process.

@@ -636,4 +636,16 @@ impl Runtime for LocalRuntime {
     fn port_available(&self, port: u16) -> bool {
         std::net::TcpListener::bind((self.bind.as_str(), port)).is_ok()
     }
+
+    /// Reads the first 64 KiB of the node's `dump.rdb`: enough for the header, its
+    /// auxiliary fields and the functions of any real dataset.
+    async fn snapshot_holds_keys(&self, id: &str) -> Option<bool> {
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(self.node_dir(id).join("dump.rdb"))
+            .await
+            .ok()?;
+        let mut head = Vec::with_capacity(64 * 1024);
+        file.take(64 * 1024).read_to_end(&mut head).await.ok()?;
+        crate::rdb::holds_keys(&head)
+    }
 }

@@ -106,6 +106,7 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
         sync_in_progress: h.sync_in_progress,
         sync_progress_percent: h.sync_progress_percent(),
         lost_bytes_estimate: row.lost_bytes_estimate,
+        aof_pending: h.aof_pending,
         replicas: d
             .replicas
             .iter()
