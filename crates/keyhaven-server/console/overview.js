@@ -65,6 +65,9 @@ export function mount(main, [project, name], { navigate }) {
   const fCloud = h('span');
   const fCreated = h('span');
   const fRole = h('span');
+  // Why the node is not as it should be (its cloud lost, a full disk), or that a promoted
+  // node's first AOF is still being written.
+  const nodeNote = h('div', { 'data-testid': 'node-note', 'aria-live': 'polite' });
 
   // Connection information
   const cHost = h('span', { class: 'mono' });
@@ -106,7 +109,8 @@ export function mount(main, [project, name], { navigate }) {
   const content = h('div', { hidden: true },
     h('div', { class: 'grid-2' },
       card('Overview', 'ov-title', h('dl', { class: 'facts' },
-        fact('State', fState), fact('Role', fRole), fact('Plan', fPlan), fact('Cloud', fCloud), fact('Created', fCreated))),
+        fact('State', fState), fact('Role', fRole), fact('Plan', fPlan), fact('Cloud', fCloud), fact('Created', fCreated)),
+        nodeNote),
       card('Connection information', 'conn-title', h('dl', { class: 'facts' },
         fact('Host', h('span', { class: 'secret-row' }, cHost, copyButton('Host', () => svc.service_uri_params.host))),
         fact('Port', h('span', { class: 'secret-row' }, cPort, copyButton('Port', () => String(svc.service_uri_params.port)))),
@@ -247,6 +251,13 @@ export function mount(main, [project, name], { navigate }) {
     setText(fPlan, s.plan);
     setText(fCloud, s.cloud_description ? `${s.cloud_name} (${s.cloud_description})` : s.cloud_name);
     setText(fCreated, time(s.create_time));
+    const rep = s.keyhaven_replication || {};
+    const note = rep.error
+      ? h('div', { class: 'alert alert-warn', role: 'status' }, h('strong', {}, 'The node needs attention'), h('p', {}, sentence(rep.error)))
+      : rep.aof_pending
+        ? h('p', { class: 'hint' }, 'Its first AOF is being written: until it is, a crash of the node restarts it from its last snapshot.')
+        : null;
+    if ((nodeNote.textContent || '') !== (note?.textContent || '')) fill(nodeNote, note ? [note] : []);
     const primary = primaryOf(s);
     setText(fRole, primary ? `Read replica of ${primary}` : 'Primary');
     const p = s.service_uri_params || {};
