@@ -531,3 +531,97 @@ async fn a_busy_replica_is_refused_for_what_it_is_not_for_a_first_sync() {
     let (status, body) = p.delete_link(&link).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The promotion answers without waiting for a new snapshot of the replica (its snapshot on
+/// disk holds keys) nor for the new primary's first AOF. A `kill -9` of the promoted node
+/// right after the answer, in that window or after it, brings it back a primary that holds
+/// data (at least its snapshot; every write once its AOF exists) and follows nobody.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promoted_node_killed_right_after_the_answer_comes_back_a_primary_with_data() {
+    let p = Platform::start().await;
+    let (primary, replica) = primary_and_replica(&p).await;
+    let mut pc = valkey(&primary).await;
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.set(format!("old:{i}"), i).ignore();
+    }
+    let () = pipe.query_async(&mut pc).await.unwrap();
+    let mut rc = valkey(&replica).await;
+    wait_dbsize(&mut rc, 2000).await;
+    // The replica's snapshot on disk holds those keys.
+    let mut admin = p.node_connection(&replica, "keyhaven-admin").await;
+    let saves = |i: &str| -> (i64, bool) {
+        let field = |k: &str| {
+            i.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(-1)
+        };
+        (field("rdb_saves"), field("rdb_bgsave_in_progress") == 1)
+    };
+    // Our own snapshot, started once none runs (the reconciler may be taking one).
+    let before = wait_for("a BGSAVE of our own", Duration::from_secs(20), async || {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut admin)
+            .await
+            .ok()?;
+        let (n, running) = saves(&info);
+        if running {
+            return None;
+        }
+        let started: Result<String, _> = redis::cmd("BGSAVE").query_async(&mut admin).await;
+        started.ok().map(|_| n)
+    })
+    .await;
+    wait_for(
+        "the replica's snapshot",
+        Duration::from_secs(20),
+        async || {
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut admin)
+                .await
+                .ok()?;
+            let (n, running) = saves(&info);
+            (n > before && !running).then_some(())
+        },
+    )
+    .await;
+    // Writes the snapshot does not hold, on the replica before the promotion.
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.set(format!("new:{i}"), i).ignore();
+    }
+    let () = pipe.query_async(&mut pc).await.unwrap();
+    wait_dbsize(&mut rc, 4000).await;
+
+    let id = p.link_id("repl").await;
+    let pid = p.node_pid(&replica);
+    let (status, body) = p.delete_link(&id).await;
+    assert_eq!(status, 200, "{body}");
+    kill9(pid);
+    wait_restarted(&p, "repl", pid).await;
+    let s = p.service("repl").await;
+    assert_eq!(s["keyhaven_role"], "primary", "{s}");
+    let mut rc = valkey(&s).await;
+    assert_eq!(
+        role(&mut rc).await,
+        "master",
+        "the promoted node follows a primary again"
+    );
+    let n = dbsize(&mut rc).await;
+    assert!(
+        (2000..=4000).contains(&n),
+        "the promoted node came back with {n} keys: not its snapshot, not every write"
+    );
+    // It never re-attaches: a write on the old primary does not reach it.
+    let () = pc.set("after", 1).await.unwrap();
+    let _: () = rc.set("probe", 1).await.expect("it takes writes");
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("after")
+        .query_async(&mut rc)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+}
