@@ -97,7 +97,9 @@ impl App {
         self.fenced.load(Ordering::SeqCst)
     }
 
-    /// Every registered cloud, as of this instance's copy.
+    /// Every registered cloud, as of this instance's copy. This instance's own cloud is
+    /// never lost to itself while it is not fenced: it runs, whatever its last heartbeat
+    /// write managed.
     pub fn clouds(&self) -> Vec<CloudView> {
         let cache = self.clouds.read().unwrap_or_else(|p| p.into_inner());
         let since = cache.read_at.elapsed();
@@ -105,7 +107,14 @@ impl App {
             .rows
             .iter()
             .cloned()
-            .map(|row| view(row, since))
+            .map(|row| {
+                let mine = row.name == self.my_cloud() && !self.is_fenced();
+                let mut v = view(row, since);
+                if mine {
+                    v.lost_for_s = None;
+                }
+                v
+            })
             .collect()
     }
 
@@ -270,6 +279,9 @@ async fn keep_alive(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                     info!(cloud = %name, "cloud heartbeat renewed again");
                 }
                 failing = false;
+                // This instance's copy with the heartbeat just written (on one host, the
+                // only refresh there is).
+                let _ = app.clouds_now().await;
             }
             Ok(false) => {
                 if !app.fenced.swap(true, Ordering::SeqCst) {

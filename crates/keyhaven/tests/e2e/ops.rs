@@ -276,3 +276,24 @@ async fn readyz_turns_unready_when_the_reconciler_stops_running() {
     let health = p.http.get(p.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "/healthz stays alive");
 }
+
+/// A server's own cloud stays alive for as long as it runs: its heartbeat is renewed and
+/// seen renewed (its age stays within two heartbeat periods) well past the 10 s after which
+/// a cloud counts as lost, and its services stay RUNNING meanwhile. Watched for 13 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_servers_own_cloud_stays_alive_past_the_lost_bound() {
+    let p = Platform::start().await;
+    p.create("steady", "hobbyist", None).await;
+    p.wait_running("steady").await;
+    let watch = std::time::Instant::now();
+    while watch.elapsed() < Duration::from_secs(13) {
+        let (status, body) = p.call("GET", "/v1/project/default/clouds", None).await;
+        assert_eq!(status, 200, "{body}");
+        let local = &body["clouds"][0];
+        assert_eq!(local["keyhaven_alive"], true, "{body}");
+        let age = local["keyhaven_heartbeat_age_ms"].as_i64().unwrap();
+        assert!(age < 4_000, "the heartbeat is {age} ms old: {body}");
+        assert_eq!(p.service("steady").await["state"], "RUNNING");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
