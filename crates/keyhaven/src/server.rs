@@ -194,7 +194,10 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        // PostgreSQL's notices (a schema object that exists already, when instances start
+        // together) are the database's chatter, not Keyhaven's news.
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,postgres=warn,tokio_postgres=warn".into());
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
