@@ -70,6 +70,22 @@ async fn clouds(p: &Platform) -> Vec<(String, bool, String)> {
         .collect()
 }
 
+/// Waits until `p` lists `cloud` as lost (its heartbeat older than the bound).
+async fn wait_lost(p: &Platform, cloud: &str) {
+    wait_for(
+        &format!("cloud {cloud} lost"),
+        Duration::from_secs(30),
+        async || {
+            clouds(p)
+                .await
+                .iter()
+                .any(|(name, alive, _)| name == cloud && !alive)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_in_another_cloud_replicates_across_hosts_and_is_promoted_through_either_api() {
     let (a, b) = two_hosts().await;
@@ -286,14 +302,7 @@ async fn losing_a_host_lets_its_replica_elsewhere_be_promoted_with_every_replica
     kill9(old_primary_pid);
 
     // B sees A's cloud lost once its heartbeat expired, and says so on A's services.
-    wait_for("cloud east lost", Duration::from_secs(30), async || {
-        clouds(&b)
-            .await
-            .iter()
-            .any(|(name, alive, _)| name == "east" && !alive)
-            .then_some(())
-    })
-    .await;
+    wait_lost(&b, "east").await;
     let shown = b.service("pay").await;
     assert_eq!(shown["state"], "REBUILDING", "{shown}");
     let reason = shown["keyhaven_replication"]["error"].as_str().unwrap();
@@ -441,14 +450,7 @@ async fn a_lost_hosts_primary_that_only_times_out_is_taken_for_alive() {
     kill9(a.server_pid());
     a.wait_server_gone().await;
     signal(node, "-STOP");
-    wait_for("cloud east lost", Duration::from_secs(30), async || {
-        clouds(&b)
-            .await
-            .iter()
-            .any(|(name, alive, _)| name == "east" && !alive)
-            .then_some(())
-    })
-    .await;
+    wait_lost(&b, "east").await;
     let link = b.link_id("slow-west").await;
     let (status, body) = b.delete_link(&link).await;
     signal(node, "-CONT");

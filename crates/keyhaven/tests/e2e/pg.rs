@@ -200,24 +200,11 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Runs one SQL command as the superuser; panics if it fails.
+    /// Runs one SQL command as the superuser in the `postgres` database; panics if it fails.
     pub fn psql(&self, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1"])
-            .args(["-At", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.psql_in(&self.url("postgres"), sql)
     }
-}
 
-impl Cluster {
     /// Runs one SQL command in the database of `database_url`; panics if it fails.
     pub fn psql_in(&self, database_url: &str, sql: &str) -> String {
         let database = database_url.rsplit('/').next().unwrap();
