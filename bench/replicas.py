@@ -199,6 +199,68 @@ class Writer:
             self.proc.join(5)
 
 
+# ---------------------------------------------------------------- the probe
+
+def _probe_main(port, user, password, go, out):
+    """Once `go` is set, SETs a probe key on the replica until one succeeds (a replica
+    answers READONLY until it is promoted); reports the epoch ns of that first success."""
+    first, error, tries = None, None, 0
+    try:
+        c = connect(port, user, password)
+        c.ping()
+        out.send(("ready", None, None))
+        while not go.value:
+            time.sleep(0.0002)
+        deadline = time.monotonic() + 120
+        while first is None:
+            tries += 1
+            try:
+                if c.set("keyhaven-bench:probe", tries) is True:
+                    first = time.time_ns()
+            except valkey.exceptions.ReadOnlyError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the replica was still read-only after 120 s")
+    except BaseException as e:
+        error = f"{type(e).__name__}: {e}"
+    out.send(("done", first, error))
+    out.close()
+
+
+class Probe:
+    """When a promoted node first takes a write, seen by a client of its own: started
+    before the promotion, released at its start (`go`)."""
+
+    def __init__(self, port, user, password):
+        ctx = multiprocessing.get_context("fork")
+        self.go = ctx.RawValue("b", 0)
+        self.recv, send = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_probe_main, daemon=True, args=(port, user, password, self.go, send))
+        self.proc.start()
+        send.close()
+        if not self.recv.poll(15) or self.recv.recv()[0] != "ready":
+            self.kill()
+            raise BenchError("the write probe could not connect to the replica")
+
+    def release(self):
+        self.go.value = 1
+
+    def writable_at(self):
+        """Epoch ns of the first write the promoted node took."""
+        if not self.recv.poll(125):
+            self.kill()
+            raise BenchError("the write probe did not report")
+        _, first, error = self.recv.recv()
+        self.proc.join(5)
+        if error or first is None:
+            raise BenchError(f"the write probe failed: {error}")
+        return first
+
+    def kill(self):
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+
 def analyse(acks, start_ns, end_ns, pause_ns, pause_end_ns):
     """The writer's view of one promotion: the longest gap between consecutive
     acknowledgements that overlaps the promotion [start, end]; the longest that overlaps the
@@ -553,37 +615,51 @@ class KeyhavenSide:
         h["admin"] = connect(h["port"], "keyhaven-admin", conf_password(h["conf"][1], "keyhaven-admin"))
         return h
 
-    def promote(self, h):
-        writer = Writer(self.port, self.user, self.password, h["prefix"])
+    def promote(self, h, idle=False):
+        """DELETE of the replica's link, under the writer's load (or `idle`: no writer)."""
+        writer = None if idle else Writer(self.port, self.user, self.password, h["prefix"])
+        probe = Probe(h["port"], h["user"], h["password"])
         try:
             link = self.kh.req("GET", f"/service/{h['name']}/integration")[1]["service_integrations"][0]
-            writer.wait_acked(1, "first write")
-            time.sleep(WARMUP_S)
+            if writer:
+                writer.wait_acked(1, "first write")
+                time.sleep(WARMUP_S)
+            probe.release()
             start = time.time_ns()
             status, resp = self.kh.req("DELETE", f"/integration/{link['service_integration_id']}")
             end = time.time_ns()
             if status != 200:
                 raise BenchError(f"promotion of {h['name']}: {status} {resp}")
-            writer.wait_acked(writer.acked.value + 50, "writes after the promotion")
-            time.sleep(AFTER_S)
-            acks = writer.finish()
+            writable = probe.writable_at()
+            if writer:
+                writer.wait_acked(writer.acked.value + 50, "writes after the promotion")
+                time.sleep(AFTER_S)
+                acks = writer.finish()
         finally:
-            writer.kill()
+            probe.kill()
+            if writer:
+                writer.kill()
         pause_us, pause_started_at, behind = self.kh.promoted_log(h["name"])
-        a = analyse(acks, start, end, pause_started_at * 1000, (pause_started_at + pause_us) * 1000)
-        promoted = connect(h["port"], h["user"], h["password"])
-        k = check_prefix(promoted, h["prefix"], a["writes"], a["acked_before_pause"], a["acked_before_end"],
-                         f"Keyhaven {h['name']}")
-        promoted.close()
-        return {"create_ms": h["create_ms"], "create_client_ms": h["create_client_ms"],
-                "promote_ms": (end - start) / 1e6, "before_pause_ms": (pause_started_at * 1000 - start) / 1e6,
-                "after_pause_ms": (end - (pause_started_at + pause_us) * 1000) / 1e6, "pause_gap_ms": a["gap_ms"], "gap_at_pause_ms": a["gap_at_pause_ms"], "top_gaps": a["top_gaps"], "pause_self_ms": pause_us / 1000,
-                "floor_ms": a["floor_ms"], "behind_at_pause": behind, "writes": a["writes"], "prefix": k,
-                "acked_before_pause": a["acked_before_pause"], "writes_per_s": a["writes_per_s_before"]}
+        r = {"create_ms": h["create_ms"], "create_client_ms": h["create_client_ms"],
+             "promote_ms": (end - start) / 1e6, "writable_ms": (writable - start) / 1e6,
+             "before_pause_ms": (pause_started_at * 1000 - start) / 1e6,
+             "after_pause_ms": (end - (pause_started_at + pause_us) * 1000) / 1e6,
+             "pause_self_ms": pause_us / 1000, "behind_at_pause": behind, "writes": 0}
+        if writer:
+            a = analyse(acks, start, end, pause_started_at * 1000, (pause_started_at + pause_us) * 1000)
+            promoted = connect(h["port"], h["user"], h["password"])
+            k = check_prefix(promoted, h["prefix"], a["writes"], a["acked_before_pause"], a["acked_before_end"],
+                             f"Keyhaven {h['name']}")
+            promoted.close()
+            r.update({"pause_gap_ms": a["gap_ms"], "gap_at_pause_ms": a["gap_at_pause_ms"],
+                      "top_gaps": a["top_gaps"], "floor_ms": a["floor_ms"], "writes": a["writes"], "prefix": k,
+                      "acked_before_pause": a["acked_before_pause"], "writes_per_s": a["writes_per_s_before"]})
+        return r
 
     def cleanup(self, h, writes):
         h["admin"].close()
-        unlink_keys(self.primary, h["prefix"], writes)
+        if writes:
+            unlink_keys(self.primary, h["prefix"], writes)
         status, resp = self.kh.req("DELETE", f"/service/{h['name']}")
         if status != 200:
             raise BenchError(f"delete {h['name']}: {status} {resp}")
@@ -660,13 +736,16 @@ class RawSide:
         h["admin"].bgsave(schedule=True)
         return h
 
-    def promote(self, h):
+    def promote(self, h, idle=False):
         rport, rpw = h["port"], h["admin_pw"]
-        writer = Writer(self.port, self.user, self.password, h["prefix"])
+        writer = None if idle else Writer(self.port, self.user, self.password, h["prefix"])
+        probe = Probe(rport, self.user, h["service_pw"])
         conns = []
         try:
-            writer.wait_acked(1, "first write")
-            time.sleep(WARMUP_S)
+            if writer:
+                writer.wait_acked(1, "first write")
+                time.sleep(WARMUP_S)
+            probe.release()
             start = time.time_ns()
             # promotion.rs, step by step, on the same kind of nodes:
             # 2. the replica's snapshot: waited for only when the one on disk holds no key
@@ -703,28 +782,35 @@ class RawSide:
             unpaused = time.time_ns()
             ra.config_set("appendonly", "yes")                       # 5. AOF on, written after the answer
             end = time.time_ns()
-            writer.wait_acked(writer.acked.value + 50, "writes after the promotion")
-            time.sleep(AFTER_S)
-            acks = writer.finish()
+            writable = probe.writable_at()
+            if writer:
+                writer.wait_acked(writer.acked.value + 50, "writes after the promotion")
+                time.sleep(AFTER_S)
+                acks = writer.finish()
         finally:
-            writer.kill()
+            probe.kill()
+            if writer:
+                writer.kill()
             for c in conns:
                 c.close()
-        a = analyse(acks, start, end, pause_started, unpaused)
-        promoted = connect(rport, self.user, h["service_pw"])
-        k = check_prefix(promoted, h["prefix"], a["writes"], a["acked_before_pause"], a["acked_before_end"],
-                         f"raw {h['name']}")
-        promoted.close()
-        return {"create_ms": h["create_ms"], "promote_ms": (end - start) / 1e6,
-                "before_pause_ms": (pause_started - start) / 1e6, "after_pause_ms": (end - unpaused) / 1e6,
-                "pause_gap_ms": a["gap_ms"], "gap_at_pause_ms": a["gap_at_pause_ms"], "top_gaps": a["top_gaps"],
-                "pause_self_ms": (unpaused - pause_started) / 1e6, "floor_ms": a["floor_ms"],
-                "behind_at_pause": behind, "writes": a["writes"], "prefix": k,
-                "acked_before_pause": a["acked_before_pause"], "writes_per_s": a["writes_per_s_before"]}
+        r = {"create_ms": h["create_ms"], "promote_ms": (end - start) / 1e6, "writable_ms": (writable - start) / 1e6,
+             "before_pause_ms": (pause_started - start) / 1e6, "after_pause_ms": (end - unpaused) / 1e6,
+             "pause_self_ms": (unpaused - pause_started) / 1e6, "behind_at_pause": behind, "writes": 0}
+        if writer:
+            a = analyse(acks, start, end, pause_started, unpaused)
+            promoted = connect(rport, self.user, h["service_pw"])
+            k = check_prefix(promoted, h["prefix"], a["writes"], a["acked_before_pause"], a["acked_before_end"],
+                             f"raw {h['name']}")
+            promoted.close()
+            r.update({"pause_gap_ms": a["gap_ms"], "gap_at_pause_ms": a["gap_at_pause_ms"],
+                      "top_gaps": a["top_gaps"], "floor_ms": a["floor_ms"], "writes": a["writes"], "prefix": k,
+                      "acked_before_pause": a["acked_before_pause"], "writes_per_s": a["writes_per_s_before"]})
+        return r
 
     def cleanup(self, h, writes):
         h["admin"].close()
-        unlink_keys(self.primary, h["prefix"], writes)
+        if writes:
+            unlink_keys(self.primary, h["prefix"], writes)
         self._stop(h["name"])
         shutil.rmtree(os.path.join(self.tmp, h["name"]), ignore_errors=True)
         self.ports.append(h["port"])
@@ -852,6 +938,8 @@ def main():
     print(row("start a raw valkey-server replica → current (client, 2 ms polls)", col(R, "create_ms")))
     print(row("promotion, Keyhaven: whole DELETE request", col(K, "promote_ms")))
     print(row("promotion, raw: the same steps by hand (snapshot … AOF turned on)", col(R, "promote_ms")))
+    print(row("promotion, Keyhaven: DELETE sent → the replica takes a write", col(K, "writable_ms")))
+    print(row("promotion, raw: first step → the replica takes a write", col(R, "writable_ms")))
     print(row("write pause, Keyhaven: longest gap between the writer's acknowledgements", col(K, "pause_gap_ms")))
     print(row("write pause, raw: longest gap between the writer's acknowledgements", col(R, "pause_gap_ms")))
     print(row("ack gap across the pause itself, Keyhaven", col(K, "gap_at_pause_ms")))
