@@ -37,6 +37,14 @@ pub struct ProjectCreateRequest {
     pub account_id: Option<String>,
 }
 
+/// `GET /v1/project/P/kms/ca`: the project's CA certificate, the CA of the project's TLS
+/// certificates (its private key is never answered).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProjectCa {
+    /// PEM (`-----BEGIN CERTIFICATE-----`).
+    pub certificate: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Cloud {
     pub cloud_name: String,

@@ -80,7 +80,7 @@ impl ConnOpts {
 pub enum ClientCommand {
     /// Create, inspect, change, replicate, promote and terminate services.
     Service(service::ServiceCmd),
-    /// List, create and switch projects.
+    /// List, create and switch projects; get a project's CA certificate.
     Project(project::ProjectCmd),
     /// Log in with a token or a password.
     User(user::UserCmd),

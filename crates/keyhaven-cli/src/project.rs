@@ -4,6 +4,7 @@ use crate::client::{Client, ClientError};
 use crate::config::{ConfigFile, Settings};
 use crate::{ConnOpts, output};
 use clap::{Args, Subcommand};
+use keyhaven_api::project::ProjectCa;
 use serde_json::{Value, json};
 
 #[derive(Args, Debug)]
@@ -36,10 +37,27 @@ enum ProjectVerb {
     /// Example: keyhaven project switch staging
     #[command(verbatim_doc_comment)]
     Switch { name: String },
+    /// Write the project's CA certificate (PEM) to a file: the CA of the project's TLS
+    /// certificates, for clients to verify them with (as `avn project ca-get`).
+    ///
+    /// Example: keyhaven project ca-get --target-filepath ca.pem
+    #[command(verbatim_doc_comment)]
+    CaGet {
+        /// Project [env: KEYHAVEN_PROJECT] [default: the config file's, else `default`]
+        #[arg(long)]
+        project: Option<String>,
+        /// Where to write the certificate
+        #[arg(long)]
+        target_filepath: std::path::PathBuf,
+    },
 }
 
 pub async fn run(cmd: ProjectCmd) -> Result<(), ClientError> {
-    let c = Client::new(Settings::resolve(&cmd.conn, None))?;
+    let verb_project = match &cmd.verb {
+        ProjectVerb::CaGet { project, .. } => project.as_deref(),
+        _ => None,
+    };
+    let c = Client::new(Settings::resolve(&cmd.conn, verb_project))?;
     match cmd.verb {
         ProjectVerb::List => {
             let resp: Value = c.get("/v1/project").await?;
@@ -78,6 +96,19 @@ pub async fn run(cmd: ProjectCmd) -> Result<(), ClientError> {
             file.default_project = Some(name.clone());
             let path = file.save().map_err(|e| ClientError::Usage(e.to_string()))?;
             eprintln!("default project is now '{name}' ({})", path.display());
+        }
+        ProjectVerb::CaGet {
+            target_filepath, ..
+        } => {
+            let ca: ProjectCa = c.get(&c.project_path("/kms/ca")).await?;
+            std::fs::write(&target_filepath, &ca.certificate).map_err(|e| {
+                ClientError::Usage(format!("cannot write {}: {e}", target_filepath.display()))
+            })?;
+            eprintln!(
+                "CA certificate of project '{}' written to {}",
+                c.settings.project,
+                target_filepath.display()
+            );
         }
     }
     Ok(())

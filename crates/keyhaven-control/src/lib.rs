@@ -7,6 +7,7 @@
 //! exceptions are promotion, a bounded, explicit procedure that talks to both nodes
 //! (see `promotion.rs`), and a credentials reset (see `update.rs`).
 
+pub mod ca;
 pub mod cloud;
 mod detach;
 mod error;

@@ -20,6 +20,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
         identity::user_create, identity::user_auth, identity::me,
         identity::access_token_list, identity::access_token_create, identity::access_token_revoke,
         project::project_list, project::project_create, project::project_get, project::project_invite,
+        project::project_ca_get,
         service::service_create, service::service_list, service::service_get, service::service_delete,
         service::service_update, service::service_credentials_reset,
         integration::service_integration_list, integration::service_integration_create,

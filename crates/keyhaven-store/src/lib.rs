@@ -11,6 +11,8 @@
 //!   intent that lets a promotion interrupted by a crash be rolled forward;
 //! - the last *observed* state of every service (state and replication health), so GET
 //!   requests never wait on a valkey-server;
+//! - each project's certificate authority (certificate and private key, created on first
+//!   need): every instance signs with the same one, and a restart keeps it;
 //! - retired nodes: services already deleted whose process and port the reconciler has not
 //!   released yet, so a port is never handed out while its old process may still hold it.
 //!
@@ -27,6 +29,7 @@ mod cloud;
 mod integration;
 mod postgres;
 mod project;
+mod project_ca;
 mod schema;
 mod service;
 mod sql;
@@ -39,6 +42,7 @@ use thiserror::Error;
 pub use cloud::CloudRow;
 pub use integration::{IntegrationRow, LinkStatus};
 pub use project::ProjectRow;
+pub use project_ca::ProjectCaRow;
 pub use service::{NewService, RetiredNode, ServiceChange, ServiceRow};
 pub use sql::Tx;
 pub use user::{TokenRow, UserRow};

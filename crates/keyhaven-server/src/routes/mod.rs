@@ -86,6 +86,11 @@ pub(crate) fn routes() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/v1/project/{project}/kms/ca",
+            project::project_ca_get,
+        ),
+        route(
+            M::GET,
             "/v1/project/{project}/service",
             service::service_list,
         ),

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use keyhaven_api::error::{ErrorBody, MessageBody};
 use keyhaven_api::identity::InviteRequest;
-use keyhaven_api::project::{ProjectCreateRequest, ProjectEnvelope, ProjectList};
+use keyhaven_api::project::{ProjectCa, ProjectCreateRequest, ProjectEnvelope, ProjectList};
 use keyhaven_control::App;
 use std::sync::Arc;
 
@@ -74,5 +74,20 @@ pub async fn project_invite(
         .await?;
     Ok(Json(MessageBody {
         message: format!("{} is now a member of {project}", req.user_email),
+    }))
+}
+
+/// The project's CA certificate (PEM), created on first need: the CA of the project's TLS
+/// certificates (`avn project ca-get`). Its key is never answered.
+#[utoipa::path(get, path = "/v1/project/{project}/kms/ca", tag = "project",
+    params(("project" = String, Path)),
+    responses((status = 200, body = ProjectCa), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn project_ca_get(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    ApiPath(project): ApiPath<String>,
+) -> Result<Json<ProjectCa>, HttpError> {
+    Ok(Json(ProjectCa {
+        certificate: app.project_ca_get(&caller, &project).await?,
     }))
 }

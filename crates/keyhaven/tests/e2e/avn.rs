@@ -8,20 +8,20 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-struct Avn<'a> {
+pub(crate) struct Avn<'a> {
     p: &'a Platform,
     config_dir: tempfile::TempDir,
 }
 
 impl Avn<'_> {
-    fn new(p: &Platform) -> Avn<'_> {
+    pub(crate) fn new(p: &Platform) -> Avn<'_> {
         Avn {
             p,
             config_dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn binary() -> PathBuf {
+    pub(crate) fn binary() -> PathBuf {
         let avn = workspace_root().join(".venv/bin/avn");
         assert!(
             avn.exists(),
@@ -32,7 +32,7 @@ impl Avn<'_> {
     }
 
     /// `avn --url URL <args>` with the admin token in AIVEN_AUTH_TOKEN.
-    fn run(&self, args: &str) -> Output {
+    pub(crate) fn run(&self, args: &str) -> Output {
         let out = Command::new(Self::binary())
             .args(["--url", &self.p.base])
             .args(args.split_whitespace())
@@ -50,7 +50,7 @@ impl Avn<'_> {
     }
 
     /// Runs and asserts exit code 0; returns stdout.
-    fn ok(&self, args: &str) -> String {
+    pub(crate) fn ok(&self, args: &str) -> String {
         let out = self.run(args);
         assert_eq!(
             out.status.code(),

@@ -8,20 +8,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Cli<'a> {
+pub(crate) struct Cli<'a> {
     p: &'a Platform,
     config: tempfile::TempDir,
 }
 
 impl Cli<'_> {
-    fn new(p: &Platform) -> Cli<'_> {
+    pub(crate) fn new(p: &Platform) -> Cli<'_> {
         Cli {
             p,
             config: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new(BIN);
         c.env("KEYHAVEN_CONFIG", self.config.path().join("config.json"))
             .env("KEYHAVEN_URL", &self.p.base)
@@ -30,7 +30,7 @@ impl Cli<'_> {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let out = self.command().args(args).output().unwrap();
         eprintln!(
             "keyhaven {args:?} -> {:?}\n{}{}",
@@ -41,7 +41,7 @@ impl Cli<'_> {
         out
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(out.status.success(), "keyhaven {args:?} failed");
         String::from_utf8(out.stdout).unwrap()

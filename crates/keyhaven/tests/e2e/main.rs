@@ -17,6 +17,7 @@ mod observe;
 mod on_postgres;
 mod ops;
 mod pg;
+mod project_ca;
 mod promotion;
 mod replicas;
 mod security;

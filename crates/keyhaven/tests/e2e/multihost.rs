@@ -241,6 +241,36 @@ async fn thirty_concurrent_replica_creates_over_two_instances_make_exactly_five(
     );
 }
 
+/// A project's CA is created on first need by whichever instance is asked: two instances
+/// asked at once, several times each, all answer the same certificate, and one is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_asked_at_once_for_a_projects_ca_make_one() {
+    let (a, b) = two_hosts().await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let p = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            p.call("GET", "/v1/project/default/kms/ca", None).await
+        }));
+    }
+    let mut pems = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        pems.insert(body["certificate"].as_str().unwrap().to_string());
+    }
+    assert_eq!(pems.len(), 1, "two CAs were answered: {pems:?}");
+    let count = pg::shared().psql_in(
+        a.database_url.as_deref().unwrap(),
+        "SELECT count(*) FROM project_cas",
+    );
+    assert_eq!(count.trim(), "1");
+    let created = a.server_log().matches("project CA created").count()
+        + b.server_log().matches("project CA created").count();
+    assert_eq!(created, 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_restarted_adopts_only_its_own_nodes() {
     let (a, mut b) = two_hosts().await;

@@ -3,7 +3,7 @@
 //! below keeps its state in a fresh PostgreSQL database instead of SQLite. The modules are
 //! those whose guarantees live in the store: names and quotas, the five-replica limit
 //! under concurrency, the promotion intent (and its roll-forward after a crash at each
-//! step), users and tokens, service changes. Tests that
+//! step), users and tokens, service changes, each project's one CA. Tests that
 //! open the SQLite file itself (an old database's upgrade, a token from before prefixes
 //! were kept) stay SQLite-only.
 
@@ -18,6 +18,8 @@ const MODULES: &[&str] = &[
     "crashes::",
     "update::",
     "identity::",
+    // One CA per project, created in the write transaction that found none.
+    "project_ca::",
 ];
 const SQLITE_ONLY: &[&str] = &[
     "identity::emails_that_collide_in_an_old_database_stop_the_server_naming_them",
