@@ -6,9 +6,9 @@
 //!    next generation. Of concurrent requests exactly one moves the link from `active`; the
 //!    others get 409 `promotion_in_progress` while it runs, 404 once the link is gone.
 //! 2. The replica's snapshot: a node restarted in its staged role starts from it, so it must
-//!    hold the data. When the one on disk holds keys (its RDB header says so), a fresh one is
-//!    started and not waited for; when it is missing or holds none, the promotion waits for
-//!    one. Then the config is staged as a primary (and its staged generation recorded), so
+//!    hold the data. When the one on disk holds keys (its RDB header says so), or the
+//!    replica holds none, a fresh one is started and not waited for; when it is missing or
+//!    holds none while the replica has keys, the promotion waits for one. Then the config is staged as a primary (and its staged generation recorded), so
 //!    neither a node restart nor a stale reconciler pass brings it back following the old
 //!    primary.
 //! 3. If the primary answers a PING within the PING timeout: `CLIENT PAUSE <bound> WRITE`
@@ -611,13 +611,19 @@ impl App {
                 replica.name
             ),
         };
-        let Ok(info) = r.info(&["replication", "persistence"]).await else {
+        let Ok(info) = r.info(&["replication", "persistence", "keyspace"]).await else {
             // Busy or stalled: the detach step tells the caller why.
             return Ok(());
         };
         if !info.is_replica() {
             return Ok(());
         }
+        // A replica that holds no key has nothing a restart from an empty snapshot could
+        // lose but the writes that reach it from here on, which is the window's promise
+        // anyway (DESIGN → Promotion 7): no need to wait. Valkey notices a finished
+        // snapshot only at its next cron tick (every 100 ms at `hz 10`), so waiting would
+        // cost an empty promotion ~100 ms.
+        let wait = wait && info.keys() > 0;
         // Our own snapshot, started after any that runs now has finished (`rdb_saves`
         // counts snapshots when they start, so only "none in progress" after our own
         // started tells that it is on disk).
@@ -648,6 +654,12 @@ impl App {
             }
             // A snapshot that holds keys is on disk already: this one only freshens it.
             if !wait {
+                return Ok(());
+            }
+            // Ours is on disk once its file holds keys: Valkey fsyncs a snapshot before it
+            // renames it into place, and notices the finished child only at its next cron
+            // tick (up to 100 ms later at `hz 10`), so the file tells first.
+            if started && self.runtime.snapshot_holds_keys(&replica.id).await == Some(true) {
                 return Ok(());
             }
             if Instant::now() > deadline {
