@@ -45,6 +45,8 @@ impl Listener {
 
 /// A certificate chain and its private key, as PEM files (absolute paths). The endpoint
 /// reads them again when their contents change; a new certificate serves new handshakes.
+/// Both may name one file holding the chain and the key (what the local runtime writes):
+/// then a rotation is one rename, and a new certificate is never paired with an old key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tls {
     /// The server certificate first, then any intermediates.

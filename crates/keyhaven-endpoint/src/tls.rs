@@ -25,7 +25,11 @@ pub(crate) type LoadError = String;
 /// Reads both files; `Ok(None)` when their contents are those of `current` already.
 pub(crate) fn load(tls: &Tls, current: Option<u64>) -> Result<Option<Loaded>, LoadError> {
     let cert_pem = read(&tls.cert)?;
-    let key_pem = read(&tls.key)?;
+    // One file read once: a rename between two reads cannot pair two versions.
+    let key_pem = match tls.key == tls.cert {
+        true => cert_pem.clone(),
+        false => read(&tls.key)?,
+    };
     let digest = digest(&cert_pem, &key_pem);
     if current == Some(digest) {
         return Ok(None);
