@@ -423,7 +423,25 @@ pub async fn endpoint(args: EndpointArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    raise_fd_limit();
     keyhaven_endpoint::run(args.dir.clone(), shutdown_signal())
         .await
         .with_context(|| format!("cannot serve the endpoint directory {}", args.dir.display()))
+}
+
+/// Raises the endpoint's soft limit of open files to the hard one. Each proxied connection
+/// holds two descriptors: the common soft limit of 1024 would cap every endpoint of the
+/// host together at about 500 connections.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => info!(from = soft, to = hard, "raised the limit of open files"),
+        Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the limit of open files"),
+    }
 }
