@@ -25,6 +25,10 @@
 //!   replica became eligible again by then. Clients reconnect and land on a current replica;
 //!   the grace lets short hiccups of the lag figures pass without dropping anyone.
 //!   Connections that fell back to the primary stay there: the primary is always current.
+//!   Lag data also goes stale when the control plane stops rewriting the routes (stopped,
+//!   restarting): after `max_lag_ms` + `grace_ms` without new figures, reader connections
+//!   to replicas are closed and new ones take the fallback. Service (and TLS) listeners
+//!   have no such clock: their connections outlive any control-plane outage.
 //! - **Reload.** `routes.json` is checked every [`ROUTES_POLL`] (its inode, size and times;
 //!   a file changed in the last second is read again and compared, as timestamps are
 //!   coarse). A new listener starts; a listener whose socket changed (address, port, TLS on
