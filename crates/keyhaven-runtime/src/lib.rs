@@ -15,7 +15,8 @@ mod proc;
 pub mod rdb;
 
 use async_trait::async_trait;
-use keyhaven_core::Role;
+use keyhaven_core::{PrivateKeyPem, Role};
+use keyhaven_endpoint::{Routes, Tls};
 use thiserror::Error;
 
 /// Name of Keyhaven's own user on every node (full rights, separate credentials).
@@ -135,6 +136,26 @@ pub trait Runtime: Send + Sync {
     /// Whether the node's snapshot on disk (what a restart in a primary role starts from)
     /// holds any key: `None` when there is none or it cannot tell.
     async fn snapshot_holds_keys(&self, id: &str) -> Option<bool>;
+
+    /// Makes this cloud's endpoint process (TLS and reader endpoints, `keyhaven-endpoint`)
+    /// run: adopts a running one, or starts it. Idempotent; returns its pid. It serves
+    /// what [`Runtime::write_routes`] last wrote, and outlives the control plane.
+    async fn ensure_endpoint(&self) -> Result<u32, RuntimeError>;
+
+    /// Makes the endpoint serve `routes` (it picks the change up within
+    /// `keyhaven_endpoint::ROUTES_POLL`). Writes only when they changed; returns whether
+    /// they did.
+    async fn write_routes(&self, routes: &Routes) -> Result<bool, RuntimeError>;
+
+    /// Installs the certificate chain and key of the endpoint listener `name` (letters,
+    /// digits, `-`, `_`, `.`), replacing any earlier one at once for new handshakes.
+    /// Returns the [`Tls`] to put in that listener's routes.
+    async fn write_endpoint_cert(
+        &self,
+        name: &str,
+        cert_pem: &str,
+        key: &PrivateKeyPem,
+    ) -> Result<Tls, RuntimeError>;
 }
 
 /// What a runtime knows of a node's process.

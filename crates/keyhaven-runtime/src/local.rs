@@ -7,16 +7,22 @@
 //! them from their pid files (checking through /proc that the pid still runs *this* node's
 //! config, so a reused pid is never mistaken for a node).
 //!
+//! The endpoint process (TLS and reader endpoints, `keyhaven endpoint`) has the same
+//! lifecycle, one per data directory: `local/endpoint.rs`.
+//!
 //! Children Keyhaven spawned are reaped by a task per child, which records how the process
 //! ended and wakes the reconciler, so a crashed node is restarted at once; repeated crashes
 //! back off exponentially (0.1 s doubling to 10 s) so a node that cannot start does not
 //! spin the host.
 
 use crate::admin::Admin;
+mod endpoint;
+
 use crate::proc::{is_our_node, read_pid};
 use crate::{Ensured, NodeProcess, NodeSpec, Runtime, RuntimeError, SERVICE_USER, config};
 use async_trait::async_trait;
-use keyhaven_core::Role;
+use keyhaven_core::{PrivateKeyPem, Role};
+use keyhaven_endpoint::{Routes, Tls};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::collections::{HashMap, HashSet};
@@ -51,6 +57,13 @@ pub struct LocalRuntime {
     /// `stopping` mark from `stop`: an adopted node has no reaper to clear it, and a stale
     /// mark would make the first crash after its next start look like a stop.
     reaped: Arc<Mutex<HashSet<String>>>,
+    /// `<data-dir>/endpoint`: the endpoint process's routes, certificates, pid and log.
+    endpoint_dir: PathBuf,
+    /// The `keyhaven` binary the endpoint process runs (`keyhaven endpoint --dir ...`).
+    keyhaven_exe: PathBuf,
+    /// When this runtime last started the endpoint process. The lock also serializes the
+    /// endpoint's starts and file writes.
+    endpoint_started: tokio::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,14 +78,20 @@ struct CrashRecord {
 }
 
 impl LocalRuntime {
+    /// A runtime for the nodes of `data_dir`, which runs `valkey_server` for them and
+    /// `keyhaven_exe endpoint` for their endpoints.
     pub fn new(
         data_dir: &Path,
         valkey_server: PathBuf,
+        keyhaven_exe: PathBuf,
         bind: String,
         on_exit: Arc<Notify>,
     ) -> Self {
         LocalRuntime {
             nodes_dir: data_dir.join("nodes"),
+            endpoint_dir: endpoint::endpoint_dir(data_dir),
+            keyhaven_exe,
+            endpoint_started: tokio::sync::Mutex::default(),
             valkey_server,
             bind,
             on_exit,
@@ -366,7 +385,7 @@ impl LocalRuntime {
         for entry in entries {
             let dir = entry?.path();
             if let Some(pid) = running_pid_in(&dir) {
-                stop_pid(pid, &dir).await;
+                stop_node(pid, &dir).await;
                 stopped.push(pid);
             }
         }
@@ -384,12 +403,18 @@ fn running_pid_in(dir: &Path) -> Option<u32> {
         .find(|pid| is_our_node(*pid, dir))
 }
 
-/// SIGTERM, then SIGKILL after the grace period; returns once the process is gone.
-async fn stop_pid(pid: u32, dir: &Path) {
+/// Stops the valkey-server `pid` of the node directory `dir`.
+async fn stop_node(pid: u32, dir: &Path) {
+    stop_pid(pid, |pid| is_our_node(pid, dir)).await
+}
+
+/// SIGTERM, then SIGKILL after the grace period; returns once `ours(pid)` is false (the
+/// process is gone, or the pid now belongs to another).
+async fn stop_pid(pid: u32, ours: impl Fn(u32) -> bool) {
     let target = Pid::from_raw(pid as i32);
     let _ = kill(target, Signal::SIGTERM);
     let deadline = Instant::now() + STOP_GRACE;
-    while is_our_node(pid, dir) {
+    while ours(pid) {
         if Instant::now() > deadline {
             let _ = kill(target, Signal::SIGKILL);
         }
@@ -555,7 +580,7 @@ impl Runtime for LocalRuntime {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.to_string());
-            stop_pid(pid, &dir).await;
+            stop_node(pid, &dir).await;
             info!(node = %id, pid, "stopped valkey-server of a deleted service");
         }
         match std::fs::remove_dir_all(&dir) {
@@ -593,7 +618,7 @@ impl Runtime for LocalRuntime {
                 .insert(id.to_string());
         }
         // SIGTERM: a primary fsyncs its AOF, a replica saves its snapshot, then it exits.
-        stop_pid(pid, &dir).await;
+        stop_node(pid, &dir).await;
         // A clean stop is no crash: the next start is not held back by a backoff.
         self.crashes
             .lock()
@@ -635,6 +660,23 @@ impl Runtime for LocalRuntime {
     /// A probe bind on the address the nodes bind.
     fn port_available(&self, port: u16) -> bool {
         std::net::TcpListener::bind((self.bind.as_str(), port)).is_ok()
+    }
+
+    async fn ensure_endpoint(&self) -> Result<u32, RuntimeError> {
+        self.ensure_endpoint_process().await
+    }
+
+    async fn write_routes(&self, routes: &Routes) -> Result<bool, RuntimeError> {
+        self.write_routes_file(routes).await
+    }
+
+    async fn write_endpoint_cert(
+        &self,
+        name: &str,
+        cert_pem: &str,
+        key: &PrivateKeyPem,
+    ) -> Result<Tls, RuntimeError> {
+        self.write_cert_file(name, cert_pem, key).await
     }
 
     /// Reads the first 64 KiB of the node's `dump.rdb`: enough for the header, its

@@ -1,5 +1,6 @@
 //! The one Keyhaven binary: `keyhaven server` runs the control plane, `keyhaven down`
-//! stops a data directory's valkey-servers, and the other commands are the CLI client.
+//! stops a data directory's valkey-servers and endpoint, `keyhaven endpoint` (hidden: the
+//! runtime starts it) is the endpoint process, and the other commands are the CLI client.
 
 mod server;
 
@@ -39,6 +40,10 @@ enum Command {
     ///
     /// Example: keyhaven down --data-dir ./keyhaven-data
     Down(server::DownArgs),
+    /// The endpoint process (TLS and reader endpoints) of a data directory; started by
+    /// `keyhaven server`'s runtime, not by hand.
+    #[command(hide = true)]
+    Endpoint(server::EndpointArgs),
     #[command(flatten)]
     Client(keyhaven_cli::ClientCommand),
     /// Print a shell completion script.
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Down(args) => server::down(args).await,
+            Command::Endpoint(args) => server::endpoint(args).await,
             Command::Client(cmd) => keyhaven_cli::run(cmd, &before)
                 .await
                 .map_err(anyhow::Error::from),

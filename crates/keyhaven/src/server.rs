@@ -1,4 +1,4 @@
-//! `keyhaven server` and `keyhaven down`.
+//! `keyhaven server`, `keyhaven down` and `keyhaven endpoint`.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -80,6 +80,13 @@ pub struct DownArgs {
     /// Data directory of the server whose valkey-servers to stop (their data stays).
     #[arg(long, env = "KEYHAVEN_DATA_DIR", default_value = "./keyhaven-data")]
     data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EndpointArgs {
+    /// The endpoint's state directory (`<data-dir>/endpoint`): routes.json and certs/.
+    #[arg(long)]
+    dir: PathBuf,
 }
 
 fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
@@ -282,9 +289,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
 
     let wake = Arc::new(Notify::new());
+    // The endpoint process runs this very binary.
+    let keyhaven_exe =
+        std::env::current_exe().context("cannot tell where the keyhaven binary is")?;
     let runtime = Arc::new(LocalRuntime::new(
         &data_dir,
         valkey_server.clone(),
+        keyhaven_exe,
         args.valkey_bind.clone(),
         wake.clone(),
     ));
@@ -394,7 +405,43 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.canonicalize()?;
     let _lock = lock_data_dir(&data_dir)
         .context("stop the keyhaven server first (it would restart the nodes)")?;
+    if let Some(pid) = LocalRuntime::stop_endpoint(&data_dir).await {
+        println!("stopped the endpoint process ({pid})");
+    }
     let stopped = LocalRuntime::stop_all(&data_dir).await?;
     println!("stopped {} valkey-server process(es)", stopped.len());
     Ok(())
+}
+
+/// `keyhaven endpoint --dir DIR`: serves DIR/routes.json until SIGTERM or Ctrl-C, logging
+/// to stderr (the runtime sends it to DIR/endpoint.log).
+pub async fn endpoint(args: EndpointArgs) -> anyhow::Result<()> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    raise_fd_limit();
+    keyhaven_endpoint::run(args.dir.clone(), shutdown_signal())
+        .await
+        .with_context(|| format!("cannot serve the endpoint directory {}", args.dir.display()))
+}
+
+/// Raises the endpoint's soft limit of open files to the hard one. Each proxied connection
+/// holds two descriptors: the common soft limit of 1024 would cap every endpoint of the
+/// host together at about 500 connections.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => info!(from = soft, to = hard, "raised the limit of open files"),
+        Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the limit of open files"),
+    }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod console;
 #[cfg(feature = "failpoints")]
 mod crashes;
+mod endpoint;
 mod faults;
 mod identity;
 mod lifecycle;
