@@ -19,16 +19,16 @@
 //!   backend that does not accept within [`listener::CONNECT_TIMEOUT`] is skipped for the
 //!   next eligible replica (then the primary, with `fallback: primary`); when none
 //!   answers, the client connection is closed.
-//! - **Grace.** An open reader connection stays on the replica it was given while that
-//!   replica is eligible. Once it is not (gone from the list, moved, over the bound, or the
-//!   lag data stale), the connection is closed after the listener's `grace_ms` unless the
-//!   replica became eligible again by then. Clients reconnect and land on a current replica;
-//!   the grace lets short hiccups of the lag figures pass without dropping anyone.
-//!   Connections that fell back to the primary stay there: the primary is always current.
-//!   Lag data also goes stale when the control plane stops rewriting the routes (stopped,
-//!   restarting): after `max_lag_ms` + `grace_ms` without new figures, reader connections
-//!   to replicas are closed and new ones take the fallback. Service (and TLS) listeners
-//!   have no such clock: their connections outlive any control-plane outage.
+//! - **Grace.** An open reader connection stays on the replica it was given while the
+//!   latest figures list that replica within the bound. Once they do not (gone from the
+//!   list, moved, over the bound, its lag unknown), the connection is closed after the
+//!   listener's `grace_ms` unless the replica is back within the bound by then. Clients
+//!   reconnect and land on a current replica; the grace lets short hiccups of the lag
+//!   figures pass without dropping anyone. Connections that fell back to the primary stay
+//!   there: the primary is always current. Stale figures (the control plane stopped or
+//!   restarting, so nobody rewrites the routes) send new connections to the fallback but
+//!   close no open one: an open connection is closed only on evidence that its replica
+//!   fell behind, so stopping or restarting `keyhaven server` drops no client connection.
 //! - **Reload.** `routes.json` is checked every [`ROUTES_POLL`] (its inode, size and times;
 //!   a file changed in the last second is read again and compared, as timestamps are
 //!   coarse). A new listener starts; a listener whose socket changed (address, port, TLS on
@@ -103,9 +103,8 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> std::io::R
                 handle.refresh_cert();
             }
         }
-        let now_ms = listener::unix_ms();
         for handle in endpoint.listeners.values() {
-            handle.sweep(now_ms);
+            handle.sweep();
         }
     }
     let n = endpoint.listeners.len();

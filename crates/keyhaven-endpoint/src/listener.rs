@@ -151,8 +151,8 @@ impl Handle {
 
     /// Closes the reader connections whose replica has not been eligible for the grace
     /// period. Returns how many it closed.
-    pub fn sweep(&self, now_ms: u64) -> usize {
-        self.shared.sweep(now_ms, Instant::now())
+    pub fn sweep(&self) -> usize {
+        self.shared.sweep(Instant::now())
     }
 
     /// Stops accepting (the port is free when this returns) and closes every connection.
@@ -251,7 +251,7 @@ impl Shared {
         tokio::spawn(serve(guard, stream, acceptor, candidates, closed));
     }
 
-    fn sweep(&self, now_ms: u64, now: Instant) -> usize {
+    fn sweep(&self, now: Instant) -> usize {
         let spec = self.spec();
         let Kind::Reader(reader) = &spec.kind else {
             return 0;
@@ -263,7 +263,7 @@ impl Shared {
             let Target::Replica(replica) = &conn.target else {
                 continue;
             };
-            if reader.still_eligible(replica, now_ms) {
+            if reader.still_eligible(replica) {
                 conn.ineligible_since = None;
                 continue;
             }

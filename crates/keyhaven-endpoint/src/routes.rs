@@ -129,10 +129,18 @@ impl Reader {
             .filter(move |r| fresh && r.lag_ms.is_some_and(|lag| lag <= self.max_lag_ms))
     }
 
-    /// Whether an open connection to `replica` (id and address) may stay open at `now_ms`.
-    pub fn still_eligible(&self, replica: &Replica, now_ms: u64) -> bool {
-        self.eligible(now_ms)
-            .any(|r| r.id == replica.id && r.host == replica.host && r.port == replica.port)
+    /// Whether an open connection to `replica` (id and address) may stay open: the last
+    /// figures still list it within the bound. Unlike [`Reader::eligible`], stale figures
+    /// do not count against it: they mean the control plane is stopped or restarting, and
+    /// an open connection is closed only on evidence that its replica fell behind, so
+    /// stopping `keyhaven server` drops no client connection.
+    pub fn still_eligible(&self, replica: &Replica) -> bool {
+        self.replicas.iter().any(|r| {
+            r.id == replica.id
+                && r.host == replica.host
+                && r.port == replica.port
+                && r.lag_ms.is_some_and(|lag| lag <= self.max_lag_ms)
+        })
     }
 }
 
@@ -302,8 +310,23 @@ mod tests {
             unreachable!()
         };
         let mut moved = replica("a", Some(1));
-        assert!(r.still_eligible(&moved, NOW));
+        assert!(r.still_eligible(&moved));
         moved.port += 1;
-        assert!(!r.still_eligible(&moved, NOW));
+        assert!(!r.still_eligible(&moved));
+    }
+
+    #[test]
+    fn stale_figures_send_new_connections_to_the_primary_but_keep_open_ones() {
+        let l = reader(vec![replica("a", Some(0))], NOW - 60_000, Fallback::Primary);
+        let Kind::Reader(r) = &l.kind else {
+            unreachable!()
+        };
+        assert_eq!(ids(&candidates(&l, NOW, 0, |_| 0)), ["primary"]);
+        assert!(r.still_eligible(&replica("a", Some(0))));
+        let behind = reader(vec![replica("a", Some(5000))], NOW, Fallback::Primary);
+        let Kind::Reader(b) = &behind.kind else {
+            unreachable!()
+        };
+        assert!(!b.still_eligible(&replica("a", Some(0))));
     }
 }
