@@ -166,6 +166,10 @@ def main():
         print(f"| API latency max | {lat[-1]:.2f} ms |")
         print(f"| keyhaven RSS, {args.services} services, before / after the requests | "
               f"{rss_before / 1024:.1f} / {rss_after / 1024:.1f} MiB |")
+        with open(os.path.join(data, "endpoint", "endpoint.pid")) as f:
+            endpoint_pid = int(f.read().strip())
+        print(f"| the endpoint process's RSS ({args.services} TLS endpoints and {args.services} reader "
+              f"endpoints, no client) | {rss_kib(endpoint_pid) / 1024:.1f} MiB |")
     finally:
         server.terminate()
         try:

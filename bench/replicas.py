@@ -533,7 +533,10 @@ class Keyhaven:
         return body["service"]
 
     def create(self, name, replica_of=None):
-        body = {"service_name": name, "service_type": "valkey", "plan": "startup-4"}
+        # Plain connections to the valkey-servers, as the raw side has (the TLS endpoint and
+        # the reader endpoint are measured in bench/endpoint.py).
+        body = {"service_name": name, "service_type": "valkey", "plan": "startup-4",
+                "user_config": {"valkey_ssl": False}}
         if replica_of:
             body["service_integrations"] = [{"integration_type": "read_replica", "source_service": replica_of}]
         status, resp = self.req("POST", "/service", body)

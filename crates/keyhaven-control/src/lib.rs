@@ -10,6 +10,7 @@
 pub mod ca;
 pub mod cloud;
 mod detach;
+pub mod endpoints;
 mod error;
 pub mod failpoint;
 pub mod heartbeat;
@@ -114,6 +115,8 @@ pub struct App {
     clouds: std::sync::RwLock<cloud::CloudCache>,
     /// Another instance took this instance's cloud over (`cloud.rs`): it acts on no node.
     fenced: std::sync::atomic::AtomicBool,
+    /// The client endpoints of this instance's services (`endpoints.rs`).
+    pub(crate) endpoints: endpoints::Serving,
 }
 
 impl App {
@@ -139,6 +142,7 @@ impl App {
             reconciled_at: Mutex::default(),
             clouds: std::sync::RwLock::default(),
             fenced: std::sync::atomic::AtomicBool::new(false),
+            endpoints: endpoints::Serving::default(),
         })
     }
 

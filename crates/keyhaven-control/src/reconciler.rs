@@ -362,8 +362,15 @@ pub async fn activate(app: &Arc<App>) -> Report {
             let Some((health, _)) = observed.remove(&service.id) else {
                 continue;
             };
-            let (state, mut health) =
+            let (mut state, mut health) =
                 plan::record_observed(service, health, ensure_errors.remove(&service.id), now);
+            // A service says RUNNING once its URI works: with TLS, through its endpoint.
+            if state == ServiceState::Running
+                && service.state != ServiceState::Running
+                && !app.endpoint_serves(service)
+            {
+                state = ServiceState::Rebuilding;
+            }
             health.aof_pending = aof_pending.contains(&service.id);
             (state, health)
         } else if stopped.contains(&service.id) {

@@ -301,7 +301,8 @@ impl App {
     }
 
     /// The lowest port of `cloud`'s range that no service holds. On this instance's own
-    /// cloud the runtime also says whether anything else on the host holds it now, so a
+    /// cloud the runtime also says whether anything else on the host holds it (or its
+    /// endpoints' ports) now, so a
     /// port taken by another program is skipped instead of making the node fail to start;
     /// another cloud's instance moves a node whose port turns out taken
     /// ([`App::service_move_port`]).
@@ -319,10 +320,19 @@ impl App {
             row.port_min..=row.port_max
         };
         let local = self.is_mine(cloud);
+        let bounds = (*range.start(), *range.end());
+        // The node's endpoints take fixed offsets from its port (`endpoints.rs`): they must
+        // be free too (a service's own endpoints are its own, so only other programs).
+        let free = |p: u16| {
+            self.runtime.port_available(p)
+                && crate::endpoints::endpoint_ports(p, bounds).is_some_and(|e| {
+                    self.runtime.port_available(e.service) && self.runtime.port_available(e.reader)
+                })
+        };
         range
             .clone()
             .filter(|p| !taken.contains(p))
-            .find(|p| !local || self.runtime.port_available(*p))
+            .find(|p| !local || free(*p))
             .ok_or_else(|| AppError::Unavailable {
                 code: "no_free_port",
                 message: format!(

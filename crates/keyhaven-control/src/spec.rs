@@ -20,6 +20,7 @@ pub fn node_spec(service: &ServiceRow, source: Option<&ServiceRow>, source_host:
                 host: source_host.to_string(),
                 port: s.port,
                 repl_password: s.repl_password.clone(),
+                service_password: s.service_password.clone(),
             }),
             Role::Primary => None,
         },

@@ -184,11 +184,8 @@ impl App {
             }
             if let Some(c) = &user_config {
                 // Keys the update names replace the stored ones; the others stay.
-                let mut merged = UserConfig::from_json(Some(&row.user_config)).unwrap_or_default();
-                if c.maxmemory_policy.is_some() {
-                    merged.maxmemory_policy = c.maxmemory_policy.clone();
-                }
-                change.user_config = merged.to_json();
+                let stored = UserConfig::from_json(Some(&row.user_config)).unwrap_or_default();
+                change.user_config = stored.merged(c).to_json();
             }
             if let Some(t) = req.termination_protection {
                 change.termination_protection = t;

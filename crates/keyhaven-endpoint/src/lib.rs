@@ -175,11 +175,15 @@ impl Endpoint {
                 }
             }
         }
-        info!(
-            file = %path.display(),
-            listeners = self.listeners.len(),
-            started, updated, replaced, stopped, unchanged, "applied routes"
-        );
+        // The control plane rewrites the routes several times a second with fresh lag
+        // figures: only a change of listeners is worth a line at info.
+        let listeners = self.listeners.len();
+        if started + replaced + stopped > 0 {
+            info!(file = %path.display(), listeners, started, updated, replaced, stopped, unchanged,
+                  "applied routes");
+        } else {
+            tracing::debug!(file = %path.display(), listeners, updated, unchanged, "applied routes");
+        }
     }
 }
 

@@ -56,13 +56,21 @@ pub const DENIED_COMMANDS: &[&str] = &[
 ];
 
 /// The ACL rules of the service user (after its name), as `valkey.conf` and
-/// `ACL SETUSER` take them.
-pub fn service_user_rules(password: &str) -> String {
+/// `ACL SETUSER` take them. A replica's user also accepts its primary's password: the
+/// primary's reader endpoint hands a client's connection to a replica without
+/// re-authenticating it (DESIGN → Reader endpoint); its own password keeps working.
+pub fn service_user_rules(spec: &NodeSpec) -> String {
     let denied: String = DENIED_COMMANDS.iter().fold(String::new(), |mut s, cmd| {
         let _ = write!(s, " -{cmd}");
         s
     });
-    format!("on >{password} ~* &* +@all{denied}")
+    let mut passwords = format!(">{}", spec.service_password);
+    if let Some(src) = &spec.source
+        && src.service_password != spec.service_password
+    {
+        let _ = write!(passwords, " >{}", src.service_password);
+    }
+    format!("on {passwords} ~* &* +@all{denied}")
 }
 
 /// Renders the config. `primary_aof` says whether a primary may start with
@@ -124,10 +132,7 @@ pub fn render(spec: &NodeSpec, dir: &Path, bind: &str, primary_aof: bool) -> Str
         }
     }
 
-    line(format!(
-        "user {SERVICE_USER} {}",
-        service_user_rules(&spec.service_password)
-    ));
+    line(format!("user {SERVICE_USER} {}", service_user_rules(spec)));
     line(format!(
         "user {ADMIN_USER} on >{} ~* &* +@all",
         spec.admin_password
@@ -155,6 +160,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 16000,
                 repl_password: "rp".into(),
+                service_password: "psp".into(),
             }),
             service_password: "sp".into(),
             admin_password: "ap".into(),
@@ -173,7 +179,9 @@ mod tests {
         assert!(r.contains("appendonly no\n"));
         assert!(r.contains("replicaof 127.0.0.1 16000\n"));
         assert!(r.contains("primaryauth rp\n"));
-        assert!(r.contains("user default on >sp ~* &* +@all -replicaof"));
+        // A replica's service user also takes its primary's password (the reader endpoint).
+        assert!(r.contains("user default on >sp >psp ~* &* +@all -replicaof"));
+        assert!(p.contains("user default on >sp ~* &* +@all -replicaof"));
         assert!(
             r.contains(" -migrate") && r.contains(" -client|pause") && r.contains(" -replconf")
         );

@@ -53,6 +53,8 @@ pub struct SourceEndpoint {
     pub host: String,
     pub port: u16,
     pub repl_password: String,
+    /// The primary's service password, which the replica's service user accepts too.
+    pub service_password: String,
 }
 
 /// What `ensure` found or did.

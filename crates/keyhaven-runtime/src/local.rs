@@ -158,7 +158,7 @@ impl LocalRuntime {
     /// the command is sent once per change and retried until it succeeds. (A digest, not
     /// the rules: they contain the password, which only `valkey.conf` needs to hold.)
     async fn sync_service_acl(&self, spec: &NodeSpec, dir: &Path) -> Result<(), RuntimeError> {
-        let rules = config::service_user_rules(&spec.service_password);
+        let rules = config::service_user_rules(spec);
         let digest = rules_digest(&rules);
         let marker = dir.join("acl-applied");
         if std::fs::read_to_string(&marker).ok().as_deref() == Some(digest.as_str()) {
@@ -546,7 +546,7 @@ impl Runtime for LocalRuntime {
         }
         let pid = self.spawn(spec, &dir).await?;
         // The config it started from carries the current rules.
-        let rules = config::service_user_rules(&spec.service_password);
+        let rules = config::service_user_rules(spec);
         write_atomic(&dir.join("acl-applied"), rules_digest(&rules).as_bytes())
             .map_err(self.io(&spec.id))?;
         write_atomic(&dir.join("config-applied"), live_settings(spec).as_bytes())

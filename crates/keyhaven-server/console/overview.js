@@ -75,6 +75,8 @@ export function mount(main, [project, name], { navigate }) {
   const cUser = h('span', { class: 'mono' });
   const cPassword = h('span', { class: 'mono', 'data-testid': 'password' }, MASK);
   const cUri = h('span', { class: 'mono', 'data-testid': 'service-uri' });
+  const cReader = h('span', { class: 'mono', 'data-testid': 'reader-uri' });
+  const cTls = h('span', { 'data-testid': 'conn-tls' });
   const reveal = h('button', { type: 'button', class: 'btn btn-small', 'aria-pressed': 'false' }, 'Show');
   reveal.addEventListener('click', () => {
     revealed = !revealed;
@@ -116,7 +118,10 @@ export function mount(main, [project, name], { navigate }) {
         fact('Port', h('span', { class: 'secret-row' }, cPort, copyButton('Port', () => String(svc.service_uri_params.port)))),
         fact('User', cUser),
         fact('Password', h('span', { class: 'secret-row' }, cPassword, reveal, copyButton('Password', () => svc.service_uri_params.password))),
-        fact('Service URI', h('span', { class: 'secret-row' }, cUri, copyButton('Service URI', () => svc.service_uri)))))),
+        fact('Service URI', h('span', { class: 'secret-row' }, cUri, copyButton('Service URI', () => svc.service_uri))),
+        fact('TLS', cTls),
+        fact('Reader URI', h('span', { class: 'secret-row' }, cReader,
+          copyButton('Reader URI', () => svc.connection_info?.valkey_replica_uri || '')))))),
     h('section', { class: 'card', id: 'read-replica', 'aria-labelledby': 'rr-title' }, replicaHead, h('div', { class: 'card-body' }, replicaBody)),
     card('Settings', 'settings-title', settingsError,
       h('div', { class: 'field' }, h('label', { for: 'plan-change' }, 'Service plan'),
@@ -266,6 +271,12 @@ export function mount(main, [project, name], { navigate }) {
     setText(cUser, p.user);
     setText(cPassword, revealed ? p.password : MASK);
     setText(cUri, revealed ? s.service_uri : s.service_uri.replace(`:${p.password}@`, `:${MASK}@`));
+    const tls = (s.components || [])[0]?.ssl;
+    setText(cTls, tls ? 'On: verify with the project CA (avn project ca-get)' : 'Off (valkey_ssl: false)');
+    const reader = s.connection_info?.valkey_replica_uri;
+    setText(cReader, !reader
+      ? 'None (a read replica has no reader endpoint)'
+      : revealed ? reader : reader.replace(`:${p.password}@`, `:${MASK}@`));
 
     if (finishing && !primary) {
       finishing = null;

@@ -5,8 +5,8 @@ use keyhaven_api::service::{
     Component, ConnectionInfo, NodeState, ProgressUpdate, ReplicaSummary, Replication, Service,
     ServiceIntegration, ServiceUser,
 };
-use keyhaven_control::App;
 use keyhaven_control::service::ServiceDetail;
+use keyhaven_control::{App, endpoints};
 use keyhaven_core::time::iso8601;
 use keyhaven_core::{NodeHealth, Plan, Role, ServiceState};
 use keyhaven_store::{IntegrationRow, LinkStatus, ProjectRow, ServiceRow};
@@ -76,13 +76,13 @@ fn shown_state(app: &App, row: &ServiceRow) -> (&'static str, Option<String>) {
 
 pub fn service(app: &App, d: &ServiceDetail) -> Service {
     let row = &d.row;
-    let host = app.node_host(row);
+    let (host, port, ssl) = app.client_address(row);
     let (state, lost) = shown_state(app, row);
     let plan = Plan::find(&row.plan);
-    let uri = format!(
-        "redis://default:{}@{}:{}",
-        row.service_password, host, row.port
-    );
+    let uri = endpoints::uri(&host, port, ssl, &row.service_password);
+    // A primary's reader endpoint: its replicas within the lag bound, else itself. The
+    // `default` user's password works there (replicas accept their primary's).
+    let reader = app.reader_address(row);
     let h = &row.health;
     let primary = d
         .integrations
@@ -146,14 +146,28 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
         .replicas
         .iter()
         .map(|r| {
-            format!(
-                "redis://default:{}@{}:{}",
-                r.service_password,
-                app.node_host(r),
-                r.port
-            )
+            let (h, p, tls) = app.client_address(r);
+            endpoints::uri(&h, p, tls, &r.service_password)
         })
         .collect();
+    let mut components = vec![Component {
+        component: "valkey".into(),
+        host: host.clone(),
+        port,
+        route: "dynamic".into(),
+        usage: "primary".into(),
+        ssl,
+    }];
+    if let Some((h, p, tls)) = &reader {
+        components.push(Component {
+            component: "valkey".into(),
+            host: h.clone(),
+            port: *p,
+            route: "dynamic".into(),
+            usage: "replica".into(),
+            ssl: *tls,
+        });
+    }
 
     Service {
         service_name: row.name.clone(),
@@ -178,19 +192,12 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
         service_uri: uri.clone(),
         service_uri_params: json!({
             "host": host,
-            "port": row.port.to_string(),
+            "port": port.to_string(),
             "user": "default",
             "password": row.service_password,
         }),
         user_config: row.user_config.clone(),
-        components: vec![Component {
-            component: "valkey".into(),
-            host: host.clone(),
-            port: row.port,
-            route: "dynamic".into(),
-            usage: "primary".into(),
-            ssl: false,
-        }],
+        components,
         users: vec![ServiceUser {
             username: "default".into(),
             password: row.service_password.clone(),
@@ -199,7 +206,9 @@ pub fn service(app: &App, d: &ServiceDetail) -> Service {
         connection_info: ConnectionInfo {
             valkey: vec![uri],
             valkey_password: row.service_password.clone(),
-            valkey_replica_uri: replica_uris.first().cloned(),
+            valkey_replica_uri: reader
+                .as_ref()
+                .map(|(h, p, tls)| endpoints::uri(h, *p, *tls, &row.service_password)),
             valkey_slave: replica_uris,
         },
         // A powered-off service has no node running.

@@ -350,6 +350,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         app.clone(),
         stop_rx.clone(),
     ));
+    let endpoints = tokio::spawn(keyhaven_control::endpoints::run(
+        app.clone(),
+        stop_rx.clone(),
+    ));
     let cloud = tokio::spawn(keyhaven_control::cloud::run(app.clone(), stop_rx));
     let listener = keyhaven_server::ApiListener(listener);
     axum::serve(listener, keyhaven_server::router(app))
@@ -359,6 +363,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = reconciler.await;
     let _ = heartbeats.await;
     let _ = cloud.await;
+    let _ = endpoints.await;
     info!("keyhaven server stopped; valkey-servers keep serving and are adopted at the next start");
     Ok(())
 }

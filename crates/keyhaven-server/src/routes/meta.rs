@@ -139,7 +139,28 @@ fn valkey_type(app: &App) -> ServiceType {
                     "title": "Valkey maxmemory-policy",
                     "enum": MAXMEMORY_POLICIES,
                     "default": "noeviction",
-                }
+                },
+                "valkey_ssl": {
+                    "type": "boolean",
+                    "title": "Require SSL to access Valkey",
+                    "description": "Clients reach the service through its TLS endpoint (rediss://); false gives the plain valkey-server (redis://)",
+                    "default": true,
+                },
+                "valkey_reader_max_lag_ms": {
+                    "type": "integer",
+                    "title": "Reader endpoint lag bound (ms)",
+                    "description": "The reader endpoint gives new connections only to replicas whose measured replication lag is within this bound (Keyhaven extension)",
+                    "minimum": 1,
+                    "maximum": keyhaven_core::user_config::MAX_READER_LAG_MS,
+                    "default": keyhaven_core::user_config::DEFAULT_READER_LAG_MS,
+                },
+                "valkey_reader_fallback": {
+                    "type": "string",
+                    "title": "Reader endpoint with no replica within the bound",
+                    "description": "primary: new connections go to the primary; refuse: they are closed (Keyhaven extension)",
+                    "enum": ["primary", "refuse"],
+                    "default": "primary",
+                },
             }
         }),
         service_plans: PLANS

@@ -91,7 +91,9 @@ export async function until(what, f, timeout = 10_000, every = 100) {
  * valkey-cli fails, unless `errorReply` (then an error reply is the answer).
  */
 export function valkey(uri, args, { input, errorReply = false } = {}) {
-  const r = spawnSync(VALKEY_CLI, ['--no-auth-warning', '-u', uri, ...args], {
+  // rediss:// (the default): verified against the project's CA, as a user would.
+  const tls = uri.startsWith('rediss://') ? ['--tls', '--cacert', process.env.KEYHAVEN_CA] : [];
+  const r = spawnSync(VALKEY_CLI, ['--no-auth-warning', ...tls, '-u', uri, ...args], {
     input, maxBuffer: 16 * 1024 * 1024, timeout: 60_000,
   });
   const out = `${r.stdout}${r.stderr}`.trim();

@@ -40,7 +40,11 @@ await withBrowser('lifecycle', async (page, shot) => {
   check((await page.getByTestId('password').textContent()).startsWith('•'), 'password hidden');
   await page.getByRole('button', { name: 'Show password' }).click();
   const primaryUri = await page.getByTestId('service-uri').textContent();
-  check(primaryUri.startsWith('redis://default:') && !primaryUri.includes('•'), `revealed URI: ${primaryUri}`);
+  check(primaryUri.startsWith('rediss://default:') && !primaryUri.includes('•'), `revealed URI: ${primaryUri}`);
+  // TLS is on by default, and a primary has a reader endpoint on its own port.
+  check((await page.getByTestId('conn-tls').textContent()).startsWith('On'), 'TLS shown on');
+  const readerUri = await page.getByTestId('reader-uri').textContent();
+  check(readerUri.startsWith('rediss://default:') && readerUri !== primaryUri, `reader URI: ${readerUri}`);
   await shot('primary-overview');
   await page.getByRole('button', { name: 'Hide password' }).click();
 

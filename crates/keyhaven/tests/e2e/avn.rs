@@ -291,7 +291,15 @@ async fn avn_service_cli_runs_valkey_cli_against_the_service() {
         "{} is missing: run scripts/setup",
         cli.display()
     );
-    // avn execs `valkey-cli -h HOST -p PORT --user default` with REDISCLI_AUTH set.
+    // avn execs `valkey-cli -h HOST -p PORT --user default --tls` with REDISCLI_AUTH set;
+    // valkey-cli then trusts OpenSSL's default CA file, which SSL_CERT_FILE names: the
+    // project's CA, as avn fetches it.
+    let ca = p.data().join("ca.pem");
+    avn.ok("project switch default");
+    avn.ok(&format!(
+        "project ca-get --target-filepath {}",
+        ca.display()
+    ));
     let path = format!(
         "{}:{}",
         workspace_root().join(".venv/bin").display(),
@@ -304,6 +312,7 @@ async fn avn_service_cli_runs_valkey_cli_against_the_service() {
             .env("AIVEN_CONFIG_DIR", avn.config_dir.path())
             .env("AIVEN_AUTH_TOKEN", &p.token)
             .env("PATH", &path)
+            .env("SSL_CERT_FILE", &ca)
             .output()
             .unwrap();
         assert!(out.status.success(), "avn {args}: {out:?}");

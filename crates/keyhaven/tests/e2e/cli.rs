@@ -647,9 +647,16 @@ async fn valkey_cli_from_the_venv_connects_with_the_service_uri() {
         "{} is missing: run scripts/setup",
         cli.display()
     );
+    // The URI is rediss://: valkey-cli verifies the endpoint against the project's CA.
+    assert!(uri.starts_with("rediss://"), "{uri}");
+    let ca = p.data().join("ca.pem");
+    let (status, body) = p.call("GET", "/v1/project/default/kms/ca", None).await;
+    assert_eq!(status, 200, "{body}");
+    std::fs::write(&ca, body["certificate"].as_str().unwrap()).unwrap();
+    let ca = ca.to_str().unwrap().to_string();
     let run = |args: &[&str]| {
         let out = Command::new(&cli)
-            .args(["--no-auth-warning", "-u", &uri])
+            .args(["--no-auth-warning", "--tls", "--cacert", &ca, "-u", &uri])
             .args(args)
             .output()
             .unwrap();
@@ -662,6 +669,9 @@ async fn valkey_cli_from_the_venv_connects_with_the_service_uri() {
     let out = Command::new(&cli)
         .args([
             "--no-auth-warning",
+            "--tls",
+            "--cacert",
+            &ca,
             "-u",
             &uri,
             "CONFIG",

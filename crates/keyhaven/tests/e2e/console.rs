@@ -30,6 +30,11 @@ async fn browser(p: &Platform, script: &str, env: &[(&str, &str)]) {
         "/usr/bin/chromium is missing: run scripts/setup"
     );
     let artifacts = workspace_root().join("target/ci-artifacts/console");
+    // valkey-cli verifies the services' TLS endpoints against the project's CA.
+    let (status, body) = p.call("GET", "/v1/project/default/kms/ca", None).await;
+    assert_eq!(status, 200, "{body}");
+    let ca = p.data().join("console-ca.pem");
+    std::fs::write(&ca, body["certificate"].as_str().unwrap()).unwrap();
     let child = tokio::process::Command::new("node")
         .arg(dir.join(script))
         .current_dir(&dir)
@@ -37,6 +42,7 @@ async fn browser(p: &Platform, script: &str, env: &[(&str, &str)]) {
         .env("KEYHAVEN_TOKEN", &p.token)
         .env("KEYHAVEN_ARTIFACTS", &artifacts)
         .env("VALKEY_CLI", workspace_root().join(".venv/bin/valkey-cli"))
+        .env("KEYHAVEN_CA", &ca)
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

@@ -175,7 +175,7 @@ async fn a_killed_primary_comes_back_with_its_data_and_replicas_never_sync_to_em
     let n = dbsize(&mut pc).await;
     assert_eq!(n, 500, "the primary came back without its data");
     // ... from its AOF: primaries keep no RDB snapshot.
-    let dir = p.node_dir_of_port(primary["components"][0]["port"].as_u64().unwrap() as u16);
+    let dir = p.node_dir_of_port(node_port(&primary));
     assert!(dir.join("appendonlydir").is_dir() && !dir.join("dump.rdb").exists());
     let mut pa = p.node_connection(&primary, "keyhaven-admin").await;
     assert_eq!(info_field(&mut pa, "persistence", "aof_enabled").await, "1");
@@ -253,7 +253,7 @@ async fn a_killed_primary_keeps_writes_acknowledged_a_second_before_without_wait
 }
 
 fn port_of(service: &Value) -> u16 {
-    service["components"][0]["port"].as_u64().unwrap() as u16
+    node_port(&service)
 }
 
 /// The role generation a node has applied (its `generation` file).

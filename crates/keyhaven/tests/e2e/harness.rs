@@ -14,6 +14,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_keyhaven");
 /// Each platform gets its own block of valkey ports, so parallel tests never share one.
 static NEXT_PORT_BLOCK: AtomicU16 = AtomicU16::new(0);
 const PORTS_PER_PLATFORM: u16 = 30;
+/// A platform's node ports and its endpoints' ports (`endpoints.rs`: +1 and +2 widths).
+const PORT_BLOCK: u16 = 3 * PORTS_PER_PLATFORM;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -107,9 +109,10 @@ impl Platform {
     /// tests that prepare the directory first (a small tmpfs, other owners).
     pub fn unstarted(extra: &[&str]) -> Platform {
         let block = NEXT_PORT_BLOCK.fetch_add(1, Ordering::SeqCst);
-        // Spread test binaries over the range by pid, so two runs at once rarely meet;
-        // Keyhaven skips ports in use anyway.
-        let first = 20000 + (std::process::id() % 40) as u16 * 1000 + block * PORTS_PER_PLATFORM;
+        // Each platform's block holds its node range and, above it, its endpoints' ports
+        // (one and two range widths up). Test binaries are spread by pid, so two runs at
+        // once rarely meet; Keyhaven skips ports in use anyway.
+        let first = 20000 + (std::process::id() % 2) as u16 * 22000 + (block % 240) * PORT_BLOCK;
         Platform {
             data_dir: tempfile::Builder::new()
                 .prefix("keyhaven-test")
@@ -332,6 +335,7 @@ impl Platform {
     pub async fn create(&self, name: &str, plan: &str, replica_of: Option<&str>) -> Value {
         let (status, body) = self.try_create(name, plan, replica_of).await;
         assert_eq!(status, 200, "create {name}: {body}");
+        self.remember_ca(&body["service"]).await;
         body["service"].clone()
     }
 
@@ -361,7 +365,40 @@ impl Platform {
             .call("GET", &format!("/v1/project/default/service/{name}"), None)
             .await;
         assert_eq!(status, 200, "get {name}: {body}");
+        self.remember_ca(&body["service"]).await;
         body["service"].clone()
+    }
+
+    /// Records project `default`'s CA for this platform's ports, and for the endpoint
+    /// ports of `service` (which may run on another platform sharing the store), for
+    /// [`valkey_client`].
+    pub async fn remember_ca(&self, service: &Value) {
+        let block = (self.ports.0, self.ports.0 + PORT_BLOCK - 1);
+        let known = PROJECT_CAS
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(b, _)| *b == block)
+            .map(|(_, pem)| pem.clone());
+        let pem = match known {
+            Some(pem) => pem,
+            None => {
+                let (status, body) = self.call("GET", "/v1/project/default/kms/ca", None).await;
+                assert_eq!(status, 200, "project CA: {body}");
+                body["certificate"].as_str().unwrap().as_bytes().to_vec()
+            }
+        };
+        let mut cas = PROJECT_CAS.lock().unwrap();
+        let mut ranges = vec![block];
+        for c in service["components"].as_array().into_iter().flatten() {
+            if let Some(port) = c["port"].as_u64() {
+                ranges.push((port as u16, port as u16));
+            }
+        }
+        for r in ranges {
+            cas.retain(|(b, _)| *b != r);
+            cas.insert(0, (r, pem.clone()));
+        }
     }
 
     /// Waits until the service is RUNNING and returns its object.
@@ -433,7 +470,7 @@ impl Platform {
     /// The password of one of Keyhaven's own users (`keyhaven-admin`, `keyhaven-repl`) on a
     /// service's node, from its generated config: tests use it to inspect or break a node.
     pub fn node_password(&self, service: &Value, user: &str) -> String {
-        let port = service["components"][0]["port"].as_u64().unwrap() as u16;
+        let port = node_port(&service);
         let conf =
             std::fs::read_to_string(self.node_dir_of_port(port).join("valkey.conf")).unwrap();
         let prefix = format!("user {user} on >");
@@ -450,7 +487,7 @@ impl Platform {
         service: &Value,
         user: &str,
     ) -> redis::aio::MultiplexedConnection {
-        let port = service["components"][0]["port"].as_u64().unwrap();
+        let port = u64::from(node_port(&service));
         let url = format!(
             "redis://{user}:{}@127.0.0.1:{port}/",
             self.node_password(service, user)
@@ -464,7 +501,7 @@ impl Platform {
 
     /// The pid of a service's valkey-server.
     pub fn node_pid(&self, service: &Value) -> u32 {
-        let port = service["components"][0]["port"].as_u64().unwrap() as u16;
+        let port = node_port(&service);
         std::fs::read_to_string(self.node_dir_of_port(port).join("node.pid"))
             .unwrap()
             .trim()
@@ -549,8 +586,10 @@ pub async fn wait_restarted(p: &Platform, name: &str, old_pid: u32) -> u32 {
             if pid == old_pid || !pid_alive(pid) || s["state"] != "RUNNING" {
                 return None;
             }
-            let client = redis::Client::open(s["service_uri"].as_str().unwrap()).ok()?;
-            let mut con = client.get_multiplexed_async_connection().await.ok()?;
+            let mut con = valkey_client(&s)
+                .get_multiplexed_async_connection()
+                .await
+                .ok()?;
             redis::cmd("PING")
                 .query_async::<String>(&mut con)
                 .await
@@ -561,14 +600,90 @@ pub async fn wait_restarted(p: &Platform, name: &str, old_pid: u32) -> u32 {
     .await
 }
 
-/// A Valkey client connection through a service's `service_uri`.
-pub async fn valkey(service: &Value) -> redis::aio::MultiplexedConnection {
-    let uri = service["service_uri"].as_str().unwrap();
-    redis::Client::open(uri)
+/// The CA certificate (PEM) of project `default` of each platform, by its port block: what
+/// [`valkey_client`] trusts for a service whose endpoint port lies in that block. Filled by
+/// [`Platform::service`] (and so `wait_running`) the first time it sees a service, while
+/// the server answers, so a test that stops Keyhaven later still reaches its nodes.
+static PROJECT_CAS: std::sync::Mutex<Vec<((u16, u16), Vec<u8>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn ca_for_port(port: u16) -> Option<Vec<u8>> {
+    PROJECT_CAS
+        .lock()
         .unwrap()
+        .iter()
+        .find(|((lo, hi), _)| (*lo..=*hi).contains(&port))
+        .map(|(_, pem)| pem.clone())
+}
+
+/// How a client reaches `service`, from its structured connection fields (never by
+/// parsing `service_uri`): the `components` entry of `usage` (`primary`: the service
+/// itself; `replica`: a primary's reader endpoint), and the `default` user's password.
+/// Host, port, password and whether it speaks TLS.
+pub fn address(service: &Value, usage: &str) -> (String, u16, String, bool) {
+    let c = service["components"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["usage"] == usage))
+        .unwrap_or_else(|| panic!("no {usage} component in {service}"));
+    (
+        c["host"].as_str().unwrap().to_string(),
+        c["port"].as_u64().unwrap() as u16,
+        service["connection_info"]["valkey_password"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        c["ssl"].as_bool().unwrap_or(false),
+    )
+}
+
+/// A Valkey client for `service` as its users connect: over TLS to its endpoint, trusting
+/// its project's CA, when the service says `ssl`; else plain to its valkey-server.
+pub fn valkey_client(service: &Value) -> redis::Client {
+    valkey_client_for(service, "primary")
+}
+
+/// [`valkey_client`] for the component of `usage` (`replica`: the reader endpoint).
+pub fn valkey_client_for(service: &Value, usage: &str) -> redis::Client {
+    let (host, port, password, ssl) = address(service, usage);
+    if !ssl {
+        return redis::Client::open(format!("redis://default:{password}@{host}:{port}")).unwrap();
+    }
+    install_tls_provider();
+    let ca = ca_for_port(port).unwrap_or_else(|| {
+        panic!(
+            "no project CA known for port {port}: read the service through Platform::service first"
+        )
+    });
+    redis::Client::build_with_tls(
+        format!("rediss://default:{password}@{host}:{port}"),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca),
+        },
+    )
+    .unwrap()
+}
+
+/// rustls' process-wide crypto provider (ring, as Keyhaven's endpoint uses), once.
+pub fn install_tls_provider() {
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The port of `service`'s valkey-server itself. Its endpoint (TLS) sits one range width
+/// above it (`endpoints.rs`), and a platform's range is [`PORTS_PER_PLATFORM`] wide.
+pub fn node_port(service: &Value) -> u16 {
+    let (_, port, _, ssl) = address(service, "primary");
+    if ssl { port - PORTS_PER_PLATFORM } else { port }
+}
+
+/// A Valkey client connection to `service` ([`valkey_client`]).
+pub async fn valkey(service: &Value) -> redis::aio::MultiplexedConnection {
+    let (host, port, _, ssl) = address(service, "primary");
+    valkey_client(service)
         .get_multiplexed_async_connection()
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e}"))
+        .unwrap_or_else(|e| panic!("cannot connect to {host}:{port} (TLS: {ssl}): {e}"))
 }
 
 /// Waits until every write made on `con` so far is fsynced to the node's AOF (WAITAOF),
@@ -652,10 +767,9 @@ pub async fn burst(
 /// Keeps a node's main thread busy in a script for `seconds` (as a tenant's long-running
 /// script would): it answers nothing else meanwhile. The task ends with the script.
 pub fn stall_in_script(service: &Value, seconds: f64) -> tokio::task::JoinHandle<()> {
-    let uri = service["service_uri"].as_str().unwrap().to_string();
+    let client = valkey_client(service);
     tokio::spawn(async move {
-        let mut con = redis::Client::open(uri)
-            .unwrap()
+        let mut con = client
             .get_multiplexed_async_connection_with_config(
                 &redis::AsyncConnectionConfig::new()
                     .set_response_timeout(Some(Duration::from_secs(60))),
@@ -677,14 +791,10 @@ pub fn stall_in_script(service: &Value, seconds: f64) -> tokio::task::JoinHandle
 
 /// Waits until a script started by [`stall_in_script`] runs: the node stops answering.
 pub async fn wait_stalled(service: &Value) {
-    let uri = service["service_uri"].as_str().unwrap().to_string();
+    let client = valkey_client(service);
     wait_for("the node to stall", Duration::from_secs(10), async || {
         let probe = async {
-            let mut con = redis::Client::open(uri.as_str())
-                .ok()?
-                .get_multiplexed_async_connection()
-                .await
-                .ok()?;
+            let mut con = client.get_multiplexed_async_connection().await.ok()?;
             redis::cmd("PING")
                 .query_async::<String>(&mut con)
                 .await
@@ -739,8 +849,7 @@ impl Writers {
             acked.push(counter.clone());
             let stop = stop.clone();
             // Writes wait out a promotion's pause: a long response timeout.
-            let mut con = redis::Client::open(primary["service_uri"].as_str().unwrap())
-                .unwrap()
+            let mut con = valkey_client(primary)
                 .get_multiplexed_async_connection_with_config(
                     &redis::AsyncConnectionConfig::new()
                         .set_response_timeout(Some(Duration::from_secs(30))),

@@ -55,7 +55,7 @@ async fn a_killed_valkey_server_is_restarted_with_its_data() {
     write_durably(&mut con, 100).await;
 
     let pid = p.node_pid(&s);
-    let port = s["components"][0]["port"].as_u64().unwrap();
+    let port = u64::from(node_port(&s));
     let admin = format!(
         "redis://keyhaven-admin:{}@127.0.0.1:{port}/",
         p.node_password(&s, "keyhaven-admin")

@@ -9,6 +9,7 @@ mod console;
 #[cfg(feature = "failpoints")]
 mod crashes;
 mod endpoint;
+mod endpoints;
 mod faults;
 mod identity;
 mod lifecycle;

@@ -42,6 +42,7 @@ async fn try_create_in(
 async fn create_in(p: &Platform, name: &str, cloud: &str, replica_of: Option<&str>) -> Value {
     let (status, body) = try_create_in(p, name, cloud, replica_of).await;
     assert_eq!(status, 200, "create {name} in {cloud}: {body}");
+    p.remember_ca(&body["service"]).await;
     body["service"].clone()
 }
 
@@ -136,7 +137,7 @@ async fn a_replica_in_another_cloud_replicates_across_hosts_and_is_promoted_thro
         .call("GET", "/v1/project/default/service/orders", None)
         .await;
     assert!(
-        listed["service"]["connection_info"]["valkey_replica_uri"]
+        listed["service"]["connection_info"]["valkey_slave"][0]
             .as_str()
             .unwrap()
             .contains(&format!("@{}:", WEST.1)),

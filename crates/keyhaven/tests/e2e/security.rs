@@ -123,7 +123,7 @@ async fn secrets_are_hashed_random_and_never_logged_and_files_are_private() {
     for f in ["keyhaven.db", "admin-token"] {
         assert_eq!(mode(&p.data().join(f)), 0o600, "{f}");
     }
-    let node = p.node_dir_of_port(s["components"][0]["port"].as_u64().unwrap() as u16);
+    let node = p.node_dir_of_port(node_port(&s));
     assert_eq!(mode(&node), 0o700);
     assert_eq!(mode(&node.join("valkey.conf")), 0o600);
 }
@@ -153,7 +153,7 @@ async fn valkey_users_can_do_only_what_they_are_for() {
     let p = Platform::start().await;
     p.create("locked", "startup-4", None).await;
     let s = p.wait_running("locked").await;
-    let port = s["components"][0]["port"].as_u64().unwrap() as u16;
+    let port = node_port(&s);
     // Bound to the configured address only (127.0.0.1 = 0100007F).
     assert_eq!(listening_addresses(port), vec!["0100007F".to_string()]);
 

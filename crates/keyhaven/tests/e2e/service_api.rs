@@ -24,7 +24,7 @@ async fn created_service_runs_and_serves_set_get_through_its_uri() {
         created["service_uri"]
             .as_str()
             .unwrap()
-            .starts_with("redis://default:")
+            .starts_with("rediss://default:")
     );
 
     let s = p.wait_running("cache").await;
@@ -356,7 +356,7 @@ async fn deleting_a_service_stops_its_process_and_frees_its_port() {
     p.create("doomed", "hobbyist", None).await;
     let s = p.wait_running("doomed").await;
     let pid = p.node_pid(&s);
-    let port = s["components"][0]["port"].as_u64().unwrap() as u16;
+    let port = node_port(&s);
     assert!(!port_is_free(port));
 
     let (status, body) = p

@@ -119,7 +119,7 @@ async fn denied_commands_reach_nodes_configured_by_an_older_keyhaven_without_a_r
         .query_async(&mut admin)
         .await
         .unwrap();
-    let port = s["components"][0]["port"].as_u64().unwrap() as u16;
+    let port = node_port(&s);
     let dir = p.node_dir_of_port(port);
     let conf = std::fs::read_to_string(dir.join("valkey.conf")).unwrap();
     let old_conf: String = conf

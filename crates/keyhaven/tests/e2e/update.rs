@@ -95,11 +95,8 @@ async fn a_plan_change_is_applied_live_to_the_same_process_and_connections() {
     assert_eq!(s["state"], "RUNNING");
     assert_eq!(p.node_pid(&s), pid);
     // The config file carries both for the next start.
-    let conf = std::fs::read_to_string(
-        p.node_dir_of_port(s["components"][0]["port"].as_u64().unwrap() as u16)
-            .join("valkey.conf"),
-    )
-    .unwrap();
+    let conf =
+        std::fs::read_to_string(p.node_dir_of_port(node_port(&s)).join("valkey.conf")).unwrap();
     assert!(
         conf.contains(&format!("maxmemory {}", maxmemory_of(8))),
         "{conf}"
@@ -113,8 +110,7 @@ async fn a_plan_too_small_for_the_data_in_use_is_refused_with_both_figures() {
     p.create("full", "startup-4", None).await;
     let s = p.wait_running("full").await;
     // Allocating hundreds of MB takes longer than the client's default response timeout.
-    let mut con = redis::Client::open(s["service_uri"].as_str().unwrap())
-        .unwrap()
+    let mut con = valkey_client(&s)
         .get_multiplexed_async_connection_with_config(
             &redis::AsyncConnectionConfig::new()
                 .set_response_timeout(Some(Duration::from_secs(30))),
@@ -165,7 +161,7 @@ async fn power_off_keeps_data_and_port_and_power_on_brings_every_write_back() {
     let p = Platform::start().await;
     p.create("sleepy", "startup-4", None).await;
     let s = p.wait_running("sleepy").await;
-    let port = s["components"][0]["port"].as_u64().unwrap() as u16;
+    let port = node_port(&s);
     let pid = p.node_pid(&s);
     let mut con = valkey(&s).await;
     for i in 0..2000 {
@@ -183,10 +179,7 @@ async fn power_off_keeps_data_and_port_and_power_on_brings_every_write_back() {
     assert!(dir.join("appendonlydir").exists(), "its data is gone");
     // The port stays reserved: a new service gets another one.
     let other = p.create("other", "startup-4", None).await;
-    assert_ne!(
-        other["components"][0]["port"].as_u64().unwrap() as u16,
-        port
-    );
+    assert_ne!(node_port(&other), port);
     // It stays off across reconciler passes.
     wait_observations(&p, "other", 2).await;
     assert_eq!(p.service("sleepy").await["state"], "POWEROFF");
@@ -202,7 +195,7 @@ async fn power_off_keeps_data_and_port_and_power_on_brings_every_write_back() {
     assert_eq!(status, 200, "{body}");
     let on = p.wait_running("sleepy").await;
     eprintln!("powered on and RUNNING {:?} after the PUT", t.elapsed());
-    assert_eq!(on["components"][0]["port"].as_u64().unwrap() as u16, port);
+    assert_eq!(node_port(&on), port);
     assert_ne!(p.node_pid(&on), pid);
     let mut con = valkey(&on).await;
     assert_eq!(dbsize(&mut con).await, 2000);
@@ -443,7 +436,6 @@ async fn bad_update_input_is_refused_naming_the_key_and_changes_nothing() {
 async fn a_credentials_reset_works_when_it_answers_and_replication_keeps_running() {
     let p = Platform::start().await;
     let (primary, replica) = primary_and_replica(&p).await;
-    let old_uri = primary["service_uri"].as_str().unwrap().to_string();
     let (status, body) = p
         .call(
             "PUT",
@@ -457,8 +449,8 @@ async fn a_credentials_reset_works_when_it_answers_and_replication_keeps_running
     // The new password works at once, the old one no longer does.
     let mut con = valkey(&new).await;
     let _: () = con.set("after-reset", "1").await.unwrap();
-    let old = redis::Client::open(old_uri)
-        .unwrap()
+    // The old object still carries the old password.
+    let old = valkey_client(&primary)
         .get_multiplexed_async_connection()
         .await;
     assert!(old.is_err(), "the old password still works");
