@@ -253,7 +253,7 @@ async fn a_killed_primary_keeps_writes_acknowledged_a_second_before_without_wait
 }
 
 fn port_of(service: &Value) -> u16 {
-    node_port(&service)
+    node_port(service)
 }
 
 /// The role generation a node has applied (its `generation` file).

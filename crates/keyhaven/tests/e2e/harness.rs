@@ -470,7 +470,7 @@ impl Platform {
     /// The password of one of Keyhaven's own users (`keyhaven-admin`, `keyhaven-repl`) on a
     /// service's node, from its generated config: tests use it to inspect or break a node.
     pub fn node_password(&self, service: &Value, user: &str) -> String {
-        let port = node_port(&service);
+        let port = node_port(service);
         let conf =
             std::fs::read_to_string(self.node_dir_of_port(port).join("valkey.conf")).unwrap();
         let prefix = format!("user {user} on >");
@@ -487,7 +487,7 @@ impl Platform {
         service: &Value,
         user: &str,
     ) -> redis::aio::MultiplexedConnection {
-        let port = u64::from(node_port(&service));
+        let port = u64::from(node_port(service));
         let url = format!(
             "redis://{user}:{}@127.0.0.1:{port}/",
             self.node_password(service, user)
@@ -501,7 +501,7 @@ impl Platform {
 
     /// The pid of a service's valkey-server.
     pub fn node_pid(&self, service: &Value) -> u32 {
-        let port = node_port(&service);
+        let port = node_port(service);
         std::fs::read_to_string(self.node_dir_of_port(port).join("node.pid"))
             .unwrap()
             .trim()
@@ -604,8 +604,10 @@ pub async fn wait_restarted(p: &Platform, name: &str, old_pid: u32) -> u32 {
 /// [`valkey_client`] trusts for a service whose endpoint port lies in that block. Filled by
 /// [`Platform::service`] (and so `wait_running`) the first time it sees a service, while
 /// the server answers, so a test that stops Keyhaven later still reaches its nodes.
-static PROJECT_CAS: std::sync::Mutex<Vec<((u16, u16), Vec<u8>)>> =
-    std::sync::Mutex::new(Vec::new());
+static PROJECT_CAS: std::sync::Mutex<Vec<PortsCa>> = std::sync::Mutex::new(Vec::new());
+
+/// A range of ports (inclusive) and the CA (PEM) its endpoints' certificates chain to.
+type PortsCa = ((u16, u16), Vec<u8>);
 
 fn ca_for_port(port: u16) -> Option<Vec<u8>> {
     PROJECT_CAS

@@ -67,7 +67,7 @@ async fn unacked_bytes(primary_admin: &mut MultiplexedConnection) -> i64 {
 }
 
 fn service_id(p: &Platform, service: &Value) -> String {
-    let port = node_port(&service);
+    let port = node_port(service);
     p.node_dir_of_port(port)
         .file_name()
         .unwrap()
