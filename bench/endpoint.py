@@ -227,8 +227,8 @@ def cpu_s(pid):
 class Stack:
     """The valkey-server, the endpoint, HAProxy and their files; `stop` ends them all."""
 
-    def __init__(self, binary, tmp):
-        self.binary, self.tmp = binary, tmp
+    def __init__(self, binary, tmp, threads):
+        self.binary, self.tmp, self.threads = binary, tmp, threads
         self.procs = {}
         self.ports = dict(zip(("valkey", "reader", "service", "service_tls", "haproxy_plain", "haproxy_tls"),
                               free_ports(6)))
@@ -237,10 +237,10 @@ class Stack:
         self.lag_error = None
         self.lag_thread = None
 
-    def spawn(self, name, argv):
+    def spawn(self, name, argv, env=None):
         logf = open(os.path.join(self.tmp, f"{name}.log"), "ab")
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                             preexec_fn=die_with_parent, cwd=self.tmp)
+                             preexec_fn=die_with_parent, cwd=self.tmp, env=env)
         logf.close()
         self.procs[name] = p
         return p
@@ -346,7 +346,12 @@ class Stack:
 
     def start_endpoint(self):
         self.write_routes(int(time.time() * 1000))
-        self.spawn("endpoint", [self.binary, "endpoint", "--dir", os.path.join(self.tmp, "endpoint")])
+        # tokio's multi-thread runtime takes its worker count from TOKIO_WORKER_THREADS when
+        # set (the binary sets none itself): one per core by default.
+        env = {k: v for k, v in os.environ.items() if k != "TOKIO_WORKER_THREADS"}
+        if self.threads:
+            env["TOKIO_WORKER_THREADS"] = str(self.threads)
+        self.spawn("endpoint", [self.binary, "endpoint", "--dir", os.path.join(self.tmp, "endpoint")], env=env)
         self.lag_thread = threading.Thread(target=self._lag_loop, daemon=True)
         self.lag_thread.start()
         for key in ("service", "service_tls", "reader"):
@@ -359,7 +364,7 @@ class Stack:
         cfg = os.path.join(self.tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(f"""global
-    nbthread {os.cpu_count()}
+    nbthread {self.threads or os.cpu_count()}
     # Two descriptors per connection must fit the hard limit of open files (often 20 000).
     maxconn 8192
     ssl-default-bind-options ssl-min-ver TLSv1.2
@@ -671,6 +676,9 @@ def main():
     ap.add_argument("-n", type=int, help="requests per run without pipelining (default 200000; quick 5000); "
                                          "10× that with -P 16")
     ap.add_argument("--idle", type=int, help="idle connections of each kind (default 1000; quick 200)")
+    ap.add_argument("--threads", type=int, help="worker threads of both proxies: HAProxy's nbthread and the "
+                                                "endpoint's TOKIO_WORKER_THREADS (default: one per core, each "
+                                                "one's own default)")
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 3)
@@ -689,7 +697,7 @@ def main():
 
     began, load0 = time.monotonic(), os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="keyhaven-bench-endpoint-")
-    st = Stack(binary, tmp)
+    st = Stack(binary, tmp, args.threads)
     res = {}
     try:
         st.make_certs()
@@ -716,6 +724,7 @@ def main():
         st.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    words = lambda s, n: " ".join(s.split()[:n])
     version = lambda *argv: subprocess.run(argv, capture_output=True, text=True).stdout.split("\n")[0].strip()
     with open("/proc/meminfo") as f:
         mem_gib = int(f.readline().split()[1]) / 1024 / 1024
@@ -723,10 +732,12 @@ def main():
     res["header"] = (f"{os.path.relpath(binary, ROOT)} at {git('rev-parse', '--short', 'HEAD')}{dirty}, {reps} "
                      f"repetitions, -n {n} (-P 1) / {10 * n} (-P 16), {os.cpu_count()} cores, {mem_gib:.0f} GiB, "
                      f"load average {load0[0]:.2f} → {os.getloadavg()[0]:.2f}, {time.monotonic() - began:.0f} s")
-    res["setup"] = (f"{version(VALKEY, '--version')[:30]}; {version(haproxy, '-v')[:24]} (`nbthread "
-                    f"{os.cpu_count()}`: {threads['haproxy']} threads); the endpoint: tokio multi-thread, "
-                    f"{threads['endpoint']} threads; {version('redis-benchmark', '--version')}; "
-                    f"{version('openssl', 'version')[:20]}; routes.json rewritten every {LAG_REFRESH_S * 1000:.0f} ms "
+    workers = f"TOKIO_WORKER_THREADS={args.threads}" if args.threads else "one worker per core"
+    res["setup"] = (f"{words(version(VALKEY, '--version'), 3)}; {words(version(haproxy, '-v'), 3)} (`nbthread "
+                    f"{args.threads or os.cpu_count()}`: {threads['haproxy']} threads); the endpoint: tokio "
+                    f"multi-thread, {workers}: {threads['endpoint']} threads (the workers and the main thread); "
+                    f"{version('redis-benchmark', '--version')}; "
+                    f"{words(version('openssl', 'version'), 2)}; routes.json rewritten every {LAG_REFRESH_S * 1000:.0f} ms "
                     "during the whole run")
     report(res)
     if args.json:
