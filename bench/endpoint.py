@@ -14,7 +14,7 @@ measured in one run:
 
     .venv/bin/python bench/endpoint.py --quick                    # correctness only (CI), small -n
     .venv/bin/python bench/endpoint.py --bin target/release/keyhaven  # the figures: 3 reps each
-    .venv/bin/python bench/endpoint.py --reps 5 --json out.json
+    .venv/bin/python bench/endpoint.py --reps 5 --threads 1 --json out.json
 
 The load is `redis-benchmark` (Debian's redis-tools 7.0: `--tls --cacert` for TLS), SET and
 GET each in its own invocation, 50 connections, `-P 1` and `-P 16`, a fixed -n per case; its
@@ -46,8 +46,9 @@ if it is killed: PR_SET_PDEATHSIG):
   in one file, mode 0600, as the runtime writes a listener's certificate
   (runtime/local/endpoint.rs) — both the endpoint and HAProxy read that same file.
 - Threads: the endpoint is a tokio multi-thread runtime, one worker per core; HAProxy is
-  given `nbthread` = the core count (its own default too). Both thread counts are read from
-  /proc and printed.
+  given `nbthread` = the core count (its own default too). `--threads N` gives both N
+  (`nbthread N`, TOKIO_WORKER_THREADS=N). Both thread counts are read from /proc and
+  printed.
 
 Checks, in every mode (the bench fails, naming the reason, when one does not hold; never on a
 timing): a SET through each path is read back directly from the valkey-server; a TLS client
