@@ -26,6 +26,11 @@ use tracing::{debug, error, info, warn};
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// How long a backend may take to accept a connection before the next candidate is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Each direction's copy buffer, held for a connection's whole life: Valkey's requests and
+/// most replies are small, and tokio's default (8 KiB each way) made an idle plain
+/// connection cost ~20 KiB (bench/endpoint.py); a larger value just takes more reads.
+const COPY_BUFFER: usize = 2048;
+
 /// How long a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a listener whose address is taken tries to bind again.
@@ -370,7 +375,13 @@ async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
         let failure = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(mut upstream)) => {
                 upstream.set_nodelay(true)?;
-                tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+                tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut upstream,
+                    COPY_BUFFER,
+                    COPY_BUFFER,
+                )
+                .await?;
                 return Ok(());
             }
             Ok(Err(e)) => e.to_string(),

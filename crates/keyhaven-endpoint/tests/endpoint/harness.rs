@@ -252,7 +252,10 @@ fn capture_logs() {
     LOGS.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let sink = buf.clone();
+        // Debug: a reload that only changes lag figures is logged at debug, and the tests
+        // count reloads by their log lines.
         let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
             .with_writer(move || LogSink(sink.clone()))
             .try_init();
