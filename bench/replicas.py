@@ -784,6 +784,9 @@ class RawSide:
                 padmin.client_unpause()
             unpaused = time.time_ns()
             ra.config_set("appendonly", "yes")                       # 5. AOF on, written after the answer
+            # ... and its service user no longer takes its old primary's password (the one the
+            # primary's reader endpoint relies on while it is a replica).
+            ra.execute_command("ACL", "SETUSER", self.user, f"<{self.password}")
             end = time.time_ns()
             writable = probe.writable_at()
             if writer:
