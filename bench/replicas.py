@@ -21,7 +21,8 @@ Like with like:
 - Both primaries hold the same preloaded dataset; the writer's keys are removed after each
   run, so every replica syncs the same data.
 - The raw promotion does what Keyhaven's does to the nodes (promotion.rs): an RDB snapshot on
-  the replica (waited for only when the one on disk holds no key), CLIENT PAUSE WRITE on the
+  the replica (waited for only when the one on disk holds no key while the replica holds
+  some, and then only until its file holds keys), CLIENT PAUSE WRITE on the
   primary, read its offset, wait for the replica, REPLICAOF NO ONE, CLIENT UNPAUSE, then turn
   on the promoted node's AOF (written after the answer, as Keyhaven's is).
 - Both write pauses are measured the same way, from a client: one writer process (not a
@@ -440,9 +441,10 @@ def rdb_holds_keys(path):
         return None
 
 
-def snapshot(conn, wait_for_it=True):
+def snapshot(conn, wait_for_it=True, path=None):
     """A BGSAVE of our own, as promotion.rs takes one: waited for only when the snapshot on
-    disk holds no key (`wait_for_it`)."""
+    disk holds no key while the replica does (`wait_for_it`), and then until its file at
+    `path` holds keys (Valkey renames it into place fsynced) or Valkey reports it done."""
     started = False
     deadline = time.monotonic() + 60
     while True:
@@ -461,6 +463,8 @@ def snapshot(conn, wait_for_it=True):
                     raise
             continue
         if not wait_for_it:
+            return
+        if started and path and rdb_holds_keys(path) is True:
             return
         if time.monotonic() > deadline:
             raise BenchError("snapshot took over 60 s")
@@ -752,7 +756,8 @@ class RawSide:
             start = time.time_ns()
             # promotion.rs, step by step, on the same kind of nodes:
             # 2. the replica's snapshot: waited for only when the one on disk holds no key
-            snapshot(h["admin"], rdb_holds_keys(os.path.join(self.tmp, h["name"], "dump.rdb")) is not True)
+            rdb = os.path.join(self.tmp, h["name"], "dump.rdb")
+            snapshot(h["admin"], rdb_holds_keys(rdb) is not True and h["admin"].dbsize() > 0, rdb)
             padmin = connect(self.port, "keyhaven-admin", self.admin_pw)  # 3. fresh connections,
             ra = connect(rport, "keyhaven-admin", rpw)                    #    as Keyhaven opens them
             conns += [padmin, ra]

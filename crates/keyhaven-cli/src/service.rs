@@ -377,6 +377,7 @@ pub async fn run(cmd: ServiceCmd) -> Result<(), ClientError> {
                 output::json(&s);
             } else {
                 output::table(GET_COLUMNS, &[service_row(&s)]);
+                print!("{}", endpoints(&s));
             }
             Ok(())
         }
@@ -571,6 +572,31 @@ fn report(c: &Client, resp: &Value) {
     }
 }
 
+/// Where clients connect, from `components`: the service itself and, for a primary, its
+/// reader endpoint; TLS or not. (The URIs with the password: `--json`.)
+fn endpoints(s: &Value) -> String {
+    let mut out = String::new();
+    for c in s["components"].as_array().into_iter().flatten() {
+        let label = match c["usage"].as_str() {
+            Some("replica") => {
+                "reader endpoint (new connections go to a replica within the lag bound)"
+            }
+            _ => "connect to",
+        };
+        let tls = if c["ssl"] == true {
+            "TLS: verify with `keyhaven project ca-get`"
+        } else {
+            "plain"
+        };
+        out.push_str(&format!(
+            "{label}: {}:{} ({tls})\n",
+            c["host"].as_str().unwrap_or("?"),
+            c["port"]
+        ));
+    }
+    out
+}
+
 async fn get_service(c: &Client, name: &str) -> Result<Value, ClientError> {
     let resp: Value = c.get(&c.project_path(&format!("/service/{name}"))).await?;
     Ok(resp["service"].clone())
@@ -714,6 +740,20 @@ async fn wait_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn get_names_the_tls_endpoint_and_the_reader_endpoint() {
+        let s = json!({"components": [
+            {"usage": "primary", "host": "h", "port": 17000, "ssl": true},
+            {"usage": "replica", "host": "h", "port": 18000, "ssl": true}]});
+        let out = endpoints(&s);
+        assert!(out.starts_with("connect to: h:17000 (TLS"), "{out}");
+        assert!(out.contains("reader endpoint (new connections go to a replica within the lag bound): h:18000 (TLS"), "{out}");
+        let plain = endpoints(
+            &json!({"components": [{"usage": "primary", "host": "h", "port": 16000, "ssl": false}]}),
+        );
+        assert_eq!(plain, "connect to: h:16000 (plain)\n");
+    }
 
     #[test]
     fn an_update_sends_user_config_always_and_the_rest_only_when_given() {
