@@ -467,6 +467,34 @@ async fn a_credentials_reset_works_when_it_answers_and_replication_keeps_running
     )
     .await;
     assert_eq!(p.service("repl").await["state"], "RUNNING");
+    // The reader endpoint never re-authenticates: the replica's service user follows its
+    // primary's new password, and no longer takes the old one.
+    let replica_port = node_port(&replica);
+    wait_for(
+        "the reader endpoint to take the new password on the replica",
+        Duration::from_secs(10),
+        async || {
+            let mut con = valkey_client_for(&new, "replica")
+                .get_multiplexed_async_connection()
+                .await
+                .ok()?;
+            let info: String = redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut con)
+                .await
+                .ok()?;
+            info.contains(&format!("tcp_port:{replica_port}\r"))
+                .then_some(())
+        },
+    )
+    .await;
+    let old_on_reader = valkey_client_for(&primary, "replica")
+        .get_multiplexed_async_connection()
+        .await;
+    assert!(
+        old_on_reader.is_err(),
+        "the old password still works through the reader"
+    );
 
     // A node that does not answer: 503, and nothing changed.
     let pid = p.node_pid(&new);
