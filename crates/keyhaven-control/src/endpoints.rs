@@ -50,34 +50,48 @@ pub const GRACE_MS: u64 = 5000;
 /// RUNNING until its endpoint serves: its `service_uri` must work when it says RUNNING).
 #[derive(Default)]
 pub struct Serving {
-    /// Service endpoints (by service id) seen accepting connections.
+    /// Listeners (by name: the service id, `<id>-reader`) seen accepting connections.
     serving: Mutex<HashSet<String>>,
-    /// Service endpoints in the routes last written.
+    /// Listeners in the routes last written.
     pending: Mutex<HashSet<String>>,
     wake: Notify,
 }
 
 impl App {
-    /// Whether `service` can be told RUNNING as far as its endpoint goes: it serves, or
-    /// the service has none (`valkey_ssl` off, or no room for its ports).
+    /// Whether `service` can be told RUNNING as far as its endpoints go: each it has (its
+    /// TLS endpoint with `valkey_ssl`, a primary's reader endpoint) accepts connections.
     pub(crate) fn endpoint_serves(&self, service: &ServiceRow) -> bool {
+        if self.endpoint_ports(service).is_none() {
+            return true;
+        }
         let ssl = UserConfig::from_json(Some(&service.user_config))
             .unwrap_or_default()
             .ssl();
-        if !ssl || self.endpoint_ports(service).is_none() {
-            return true;
+        let mut wanted = Vec::new();
+        if ssl {
+            wanted.push(service.id.clone());
         }
-        let serves = self
-            .endpoints
-            .serving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&service.id);
+        if service.role == Role::Primary {
+            wanted.push(reader_name(&service.id));
+        }
+        let serves = {
+            let serving = self
+                .endpoints
+                .serving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            wanted.iter().all(|n| serving.contains(n))
+        };
         if !serves {
             self.endpoints.wake.notify_one();
         }
         serves
     }
+}
+
+/// The reader endpoint's listener name of a primary.
+fn reader_name(service_id: &str) -> String {
+    format!("{service_id}-reader")
 }
 
 /// Where a service's endpoints listen.
@@ -300,7 +314,7 @@ async fn refresh(app: &Arc<App>, certs: &mut Certs) -> Result<(), String> {
             })
             .collect();
         listeners.push(Listener {
-            name: format!("{}-reader", s.id),
+            name: reader_name(&s.id),
             bind: bind.clone(),
             port: ports.reader,
             tls,
@@ -326,7 +340,7 @@ async fn refresh(app: &Arc<App>, certs: &mut Certs) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether some service endpoint in the routes is not known to serve yet.
+/// Whether some listener in the routes is not known to serve yet.
 fn pending(app: &App) -> bool {
     let serving = app
         .endpoints
@@ -341,14 +355,13 @@ fn pending(app: &App) -> bool {
         .any(|id| !serving.contains(id))
 }
 
-/// Checks with a TCP connect that each service listener new in the routes accepts
-/// connections, and forgets the ones gone from them.
+/// Checks with a TCP connect that each listener new in the routes accepts connections,
+/// and forgets the ones gone from them.
 async fn probe(app: &App, routes: &Routes) {
     let host = app.runtime.host().to_string();
     let wanted: Vec<(&str, u16)> = routes
         .listeners
         .iter()
-        .filter(|l| matches!(l.kind, Kind::Service))
         .map(|l| (l.name.as_str(), l.port))
         .collect();
     let known: HashSet<String> = {

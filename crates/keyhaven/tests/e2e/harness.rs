@@ -739,6 +739,21 @@ pub fn kill9(pid: u32) {
     signal(pid, "-9");
 }
 
+/// The port of the valkey-server a connection reached (`INFO server`'s `tcp_port`): which
+/// node an endpoint sent it to. `None` when the node does not answer.
+pub async fn server_port(con: &mut redis::aio::MultiplexedConnection) -> Option<u16> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(con)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("tcp_port:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// `ROLE` of a node: `master` or `slave`.
 pub async fn role(con: &mut redis::aio::MultiplexedConnection) -> String {
     let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(con).await.unwrap();
