@@ -314,6 +314,19 @@ def check_prefix(conn, prefix, writes, acked_before_pause, acked_before_end, who
     return k
 
 
+def writer_figures(acks, start_ns, end_ns, pause_ns, pause_end_ns, promoted, prefix, who):
+    """The writer's figures for one promotion, after checking its keys on the promoted node
+    (a connection, closed here) with `check_prefix`."""
+    a = analyse(acks, start_ns, end_ns, pause_ns, pause_end_ns)
+    try:
+        k = check_prefix(promoted, prefix, a["writes"], a["acked_before_pause"], a["acked_before_end"], who)
+    finally:
+        promoted.close()
+    return {"pause_gap_ms": a["gap_ms"], "gap_at_pause_ms": a["gap_at_pause_ms"], "top_gaps": a["top_gaps"],
+            "floor_ms": a["floor_ms"], "writes": a["writes"], "prefix": k,
+            "acked_before_pause": a["acked_before_pause"], "writes_per_s": a["writes_per_s_before"]}
+
+
 def unlink_keys(conn, prefix, n):
     for lo in range(1, n + 1, 1000):
         conn.unlink(*[f"{prefix}:{i}" for i in range(lo, min(n, lo + 999) + 1)])
@@ -653,14 +666,9 @@ class KeyhavenSide:
              "after_pause_ms": (end - (pause_started_at + pause_us) * 1000) / 1e6,
              "pause_self_ms": pause_us / 1000, "behind_at_pause": behind, "writes": 0}
         if writer:
-            a = analyse(acks, start, end, pause_started_at * 1000, (pause_started_at + pause_us) * 1000)
-            promoted = connect(h["port"], h["user"], h["password"])
-            k = check_prefix(promoted, h["prefix"], a["writes"], a["acked_before_pause"], a["acked_before_end"],
-                             f"Keyhaven {h['name']}")
-            promoted.close()
-            r.update({"pause_gap_ms": a["gap_ms"], "gap_at_pause_ms": a["gap_at_pause_ms"],
-                      "top_gaps": a["top_gaps"], "floor_ms": a["floor_ms"], "writes": a["writes"], "prefix": k,
-                      "acked_before_pause": a["acked_before_pause"], "writes_per_s": a["writes_per_s_before"]})
+            r.update(writer_figures(acks, start, end, pause_started_at * 1000, (pause_started_at + pause_us) * 1000,
+                                    connect(h["port"], h["user"], h["password"]), h["prefix"],
+                                    f"Keyhaven {h['name']}"))
         return r
 
     def cleanup(self, h, writes):
@@ -808,14 +816,8 @@ class RawSide:
              "before_pause_ms": (pause_started - start) / 1e6, "after_pause_ms": (end - unpaused) / 1e6,
              "pause_self_ms": (unpaused - pause_started) / 1e6, "behind_at_pause": behind, "writes": 0}
         if writer:
-            a = analyse(acks, start, end, pause_started, unpaused)
-            promoted = connect(rport, self.user, h["service_pw"])
-            k = check_prefix(promoted, h["prefix"], a["writes"], a["acked_before_pause"], a["acked_before_end"],
-                             f"raw {h['name']}")
-            promoted.close()
-            r.update({"pause_gap_ms": a["gap_ms"], "gap_at_pause_ms": a["gap_at_pause_ms"],
-                      "top_gaps": a["top_gaps"], "floor_ms": a["floor_ms"], "writes": a["writes"], "prefix": k,
-                      "acked_before_pause": a["acked_before_pause"], "writes_per_s": a["writes_per_s_before"]})
+            r.update(writer_figures(acks, start, end, pause_started, unpaused,
+                                    connect(rport, self.user, h["service_pw"]), h["prefix"], f"raw {h['name']}"))
         return r
 
     def cleanup(self, h, writes):

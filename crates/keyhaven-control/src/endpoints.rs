@@ -64,11 +64,8 @@ impl App {
         if self.endpoint_ports(service).is_none() {
             return true;
         }
-        let ssl = UserConfig::from_json(Some(&service.user_config))
-            .unwrap_or_default()
-            .ssl();
         let mut wanted = Vec::new();
-        if ssl {
+        if wants_tls(service) {
             wanted.push(service.id.clone());
         }
         if service.role == Role::Primary {
@@ -87,6 +84,13 @@ impl App {
         }
         serves
     }
+}
+
+/// Whether clients reach `service` over TLS (`valkey_ssl`, true unless set false).
+fn wants_tls(service: &ServiceRow) -> bool {
+    UserConfig::from_json(Some(&service.user_config))
+        .unwrap_or_default()
+        .ssl()
 }
 
 /// The reader endpoint's listener name of a primary.
@@ -132,10 +136,7 @@ impl App {
     /// `valkey_ssl`, else `redis://` to its valkey-server. Host, port and whether TLS.
     pub fn client_address(&self, service: &ServiceRow) -> (String, u16, bool) {
         let host = self.node_host(service);
-        let ssl = UserConfig::from_json(Some(&service.user_config))
-            .unwrap_or_default()
-            .ssl();
-        match (ssl, self.endpoint_ports(service)) {
+        match (wants_tls(service), self.endpoint_ports(service)) {
             (true, Some(p)) => (host, p.service, true),
             _ => (host, service.port, false),
         }
@@ -146,11 +147,8 @@ impl App {
         if service.role != Role::Primary {
             return None;
         }
-        let ssl = UserConfig::from_json(Some(&service.user_config))
-            .unwrap_or_default()
-            .ssl();
         let ports = self.endpoint_ports(service)?;
-        Some((self.node_host(service), ports.reader, ssl))
+        Some((self.node_host(service), ports.reader, wants_tls(service)))
     }
 }
 
